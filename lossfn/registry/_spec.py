@@ -1,0 +1,234 @@
+"""`LossSpec`: the record the registry keeps for each loss, read off its signature.
+
+The registry derives nothing: a spec holds the function and what its signature
+says (the parameters, their annotations and defaults). Configs and modules are
+derived by the layers above, which install themselves here as *derivers*; a
+spec's ``.config`` and ``.module`` ask them, once, and keep the answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+
+from ._feature import Feature
+
+__all__ = [
+    "AsTensor",
+    "LossContractError",
+    "LossSpec",
+    "Param",
+    "Reduction",
+    "REDUCTIONS",
+    "camel_case",
+    "register_deriver",
+]
+
+#: The ``reduction`` argument every loss takes.
+Reduction = Literal["none", "mean", "sum"]
+REDUCTIONS: tuple[str, ...] = typing.get_args(Reduction)
+
+#: Names a loss parameter may not take: the config and module use them.
+RESERVED = frozenset({"type", "weight", "validate_inputs", "config"})
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+
+class AsTensor:
+    """Marks a tensor-valued hyperparameter inside ``Annotated[...]``.
+
+    The config holds it as a (nested) list of numbers; the generated module keeps
+    it as a buffer, so ``.to(device)`` and ``state_dict`` carry it; the function
+    accepts the list or a tensor.
+    """
+
+    def __repr__(self) -> str:
+        return "AsTensor()"
+
+
+class LossContractError(TypeError):
+    """A function registered as a loss does not follow the function contract."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One keyword-only hyperparameter of a loss, as its signature declares it."""
+
+    name: str
+    annotation: Any
+    default: Any
+    description: str
+    tensor: bool
+
+    @property
+    def meta(self) -> tuple[msgspec.Meta, ...]:
+        """The ``msgspec.Meta`` constraints written on the parameter."""
+        return tuple(m for m in _metadata(self.annotation) if isinstance(m, msgspec.Meta))
+
+
+def _metadata(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return tuple(annotation.__metadata__)
+    return ()
+
+
+def camel_case(name: str) -> str:
+    """``softmax_cross_entropy`` -> ``SoftmaxCrossEntropy``."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+_DERIVERS: dict[str, Callable[["LossSpec"], Any]] = {}
+
+
+def register_deriver(kind: str, derive: Callable[["LossSpec"], Any]) -> None:
+    """Install the function that derives ``spec.<kind>`` (called by upper layers)."""
+    _DERIVERS[kind] = derive
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LossSpec:
+    """A registered loss: its function, the feature types it serves, its parameters."""
+
+    name: str
+    fn: Callable[..., Any]
+    features: frozenset[Feature]
+    aliases: tuple[str, ...]
+    params: tuple[Param, ...]
+    validate: Callable[..., None] | None = None
+    _derived: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def class_name(self) -> str:
+        """CamelCase name of the generated module (``SoftmaxCrossEntropy``)."""
+        return camel_case(self.name)
+
+    @property
+    def doc(self) -> str:
+        """The function's docstring, dedented."""
+        return inspect.cleandoc(self.fn.__doc__ or "")
+
+    @property
+    def summary(self) -> str:
+        """First line of the docstring."""
+        return self.doc.split("\n", 1)[0]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """``{parameter: default}`` for every keyword-only hyperparameter."""
+        return {p.name: p.default for p in self.params}
+
+    @property
+    def config(self) -> type:
+        """The frozen ``msgspec.Struct`` config class derived from the signature."""
+        return self._derive("config")
+
+    @property
+    def module(self) -> type:
+        """The ``torch.nn.Module`` class derived from the signature."""
+        return self._derive("module")
+
+    def _derive(self, kind: str) -> Any:
+        if kind not in self._derived:
+            try:
+                derive = _DERIVERS[kind]
+            except KeyError:
+                raise RuntimeError(
+                    f"no deriver for {kind!r}: import lossfn (not lossfn.registry alone)"
+                ) from None
+            self._derived[kind] = derive(self)
+        return self._derived[kind]
+
+
+def read_signature(name: str, fn: Callable[..., Any]) -> tuple[Param, ...]:
+    """Check ``fn`` against the function contract and return its hyperparameters.
+
+    The contract: two positional parameters (model output, target) without
+    defaults, then keyword-only parameters, each with a default and an
+    ``Annotated[type, msgspec.Meta(description=...)]`` annotation, and
+    ``reduction`` among them with the default ``"mean"``.
+    """
+
+    def broken(why: str) -> LossContractError:
+        return LossContractError(f"loss {name!r} ({fn.__qualname__}): {why}")
+
+    try:
+        signature = inspect.signature(fn, eval_str=True)
+    except (NameError, TypeError, ValueError) as exc:
+        raise broken(f"cannot read the signature: {exc}") from exc
+    parameters = list(signature.parameters.values())
+    positional = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) != 2 or parameters[:2] != positional:
+        raise broken("takes exactly two positional parameters (logits, labels), then keyword-only ones")
+    if any(p.default is not p.empty for p in positional):
+        raise broken("the two positional parameters (logits, labels) have no defaults")
+    params = []
+    seen_reduction = False
+    for p in parameters[2:]:
+        if p.kind is not p.KEYWORD_ONLY:
+            raise broken(f"parameter {p.name!r} must be keyword-only (no *args or **kwargs)")
+        if p.default is p.empty:
+            raise broken(f"keyword-only parameter {p.name!r} needs a default")
+        if p.name == "reduction":
+            if p.default != "mean":
+                raise broken("'reduction' must default to 'mean'")
+            seen_reduction = True
+            continue
+        if p.name in RESERVED:
+            raise broken(f"parameter name {p.name!r} is reserved (one of {sorted(RESERVED)})")
+        metadata = _metadata(p.annotation)
+        metas = [m for m in metadata if isinstance(m, msgspec.Meta)]
+        description = next((m.description for m in metas if m.description), None)
+        if not description:
+            raise broken(
+                f"parameter {p.name!r} needs Annotated[..., msgspec.Meta(description=...)]"
+            )
+        tensor = any(isinstance(m, AsTensor) or m is AsTensor for m in metadata)
+        params.append(Param(p.name, p.annotation, p.default, description, tensor))
+    if not seen_reduction:
+        raise broken('needs a keyword-only parameter reduction: Reduction = "mean"')
+    return tuple(params)
+
+
+def parse_features(name: str, features: Any) -> frozenset[Feature]:
+    if isinstance(features, (str, Feature)):
+        features = [features]
+    try:
+        parsed = frozenset(Feature.parse(f) for f in features)
+    except ValueError as exc:
+        raise ValueError(f"loss {name!r}: {exc}") from None
+    if not parsed:
+        raise ValueError(f"loss {name!r}: give at least one feature type")
+    return parsed
+
+
+def check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not _SNAKE.match(name):
+        raise ValueError(f"loss {kind} {name!r} must be snake_case (e.g. 'softmax_cross_entropy')")
+
+
+def spec_for(
+    name: str,
+    fn: Callable[..., Any],
+    features: Any,
+    aliases: tuple[str, ...],
+    validate: Callable[..., None] | None,
+) -> LossSpec:
+    check_name("name", name)
+    for alias in aliases:
+        check_name("alias", alias)
+    return LossSpec(
+        name=name,
+        fn=fn,
+        features=parse_features(name, features),
+        aliases=tuple(aliases),
+        params=read_signature(name, fn),
+        validate=validate,
+    )

@@ -1,0 +1,82 @@
+"""The catalog the conformance suite is parametrized over: one `Case` per registered loss.
+
+Each family keeps its cases in its own module here (``cases/classification.py``,
+``cases/tempered.py``, ...) as a module-level ``CASES`` list; this package collects
+them. Every registered loss needs a case: the conformance suite fails for a loss
+without one, so a new loss cannot skip the checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Inputs = tuple[Tensor, Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """How to exercise one loss.
+
+    Attributes:
+        name: the registry name.
+        make: ``make(batch, dtype, generator) -> (logits, labels)``: a sample batch
+            (labels on the same device; integer or float as the loss takes them).
+        params: hyperparameter settings to check, each a dict of keyword
+            arguments to the function (and the module); ``{}`` means defaults.
+        reference: ``reference(logits, labels, reduction=..., **params)`` from an
+            independent source (torch.nn.functional, a closed form), or None.
+        twice_differentiable: the hessian is checked against autograd's.
+        extreme: the scale of the logits in the extreme-input check.
+        tolerance: (rtol, atol) for comparisons in float32.
+    """
+
+    name: str
+    make: Callable[[int, torch.dtype, torch.Generator], Inputs]
+    params: tuple[dict[str, Any], ...] = ({},)
+    reference: Callable[..., Tensor] | None = None
+    twice_differentiable: bool = True
+    extreme: float = 1e4
+    tolerance: tuple[float, float] = (1e-5, 1e-6)
+
+
+def class_logits(num_classes: int) -> Callable[[int, torch.dtype, torch.Generator], Inputs]:
+    """``[B, C]`` normal logits and integer labels in ``[0, C)``."""
+
+    def make(batch: int, dtype: torch.dtype, generator: torch.Generator) -> Inputs:
+        logits = torch.randn(batch, num_classes, generator=generator).to(dtype)
+        labels = torch.randint(0, num_classes, (batch,), generator=generator)
+        return logits, labels
+
+    return make
+
+
+def regression(*features: int) -> Callable[[int, torch.dtype, torch.Generator], Inputs]:
+    """Predictions and targets of shape ``[B, *features]``."""
+
+    def make(batch: int, dtype: torch.dtype, generator: torch.Generator) -> Inputs:
+        shape = (batch, *features)
+        return (
+            torch.randn(shape, generator=generator).to(dtype),
+            torch.randn(shape, generator=generator).to(dtype),
+        )
+
+    return make
+
+
+def all_cases() -> dict[str, Case]:
+    """Every case of every module in this package, ``{loss name: case}``."""
+    cases: dict[str, Case] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for case in getattr(module, "CASES", ()):
+            if case.name in cases:
+                raise ValueError(f"two cases for loss {case.name!r}")
+            cases[case.name] = case
+    return cases
