@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -35,6 +35,9 @@ class Case:
         twice_differentiable: the hessian is checked against autograd's.
         extreme: the scale of the logits in the extreme-input check.
         tolerance: (rtol, atol) for comparisons in float32.
+        skip: ``{check: reason}`` for generic checks that do not apply to this
+            loss (e.g. ``"reduction_consistency"`` for a loss whose mean is not a
+            mean of per-example values). The reason is shown in the test report.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Case:
     twice_differentiable: bool = True
     extreme: float = 1e4
     tolerance: tuple[float, float] = (1e-5, 1e-6)
+    skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def class_logits(num_classes: int) -> Callable[[int, torch.dtype, torch.Generator], Inputs]:
