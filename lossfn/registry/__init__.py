@@ -19,6 +19,7 @@ from ._registry import unknown_message
 from ._registry import unregister_loss
 from ._spec import REDUCTIONS
 from ._spec import AsTensor
+from ._spec import Check
 from ._spec import LossContractError
 from ._spec import LossSpec
 from ._spec import Param
@@ -28,6 +29,7 @@ from ._spec import register_deriver
 
 __all__ = [
     "AsTensor",
+    "Check",
     "DEFAULT_LOSS",
     "DuplicateLossError",
     "Feature",

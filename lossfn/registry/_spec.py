@@ -21,6 +21,7 @@ from ._feature import Feature
 
 __all__ = [
     "AsTensor",
+    "Check",
     "LossContractError",
     "LossSpec",
     "Param",
@@ -52,6 +53,19 @@ class AsTensor:
         return "AsTensor()"
 
 
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A whole-value constraint that ``msgspec.Meta`` cannot express, inside ``Annotated``.
+
+    ``Check(lambda w: sum(w) > 0, "weights that sum to more than 0")``: the
+    derived config rejects a value (other than ``None``) for which the predicate
+    is false, with a validation error naming the field and ``expected``.
+    """
+
+    predicate: Callable[[Any], bool]
+    expected: str
+
+
 class LossContractError(TypeError):
     """A function registered as a loss does not follow the function contract."""
 
@@ -65,6 +79,7 @@ class Param:
     default: Any
     description: str
     tensor: bool
+    checks: tuple[Check, ...] = ()
 
     @property
     def meta(self) -> tuple[msgspec.Meta, ...]:
@@ -191,7 +206,8 @@ def read_signature(name: str, fn: Callable[..., Any]) -> tuple[Param, ...]:
                 f"parameter {p.name!r} needs Annotated[..., msgspec.Meta(description=...)]"
             )
         tensor = any(isinstance(m, AsTensor) or m is AsTensor for m in metadata)
-        params.append(Param(p.name, p.annotation, p.default, description, tensor))
+        checks = tuple(m for m in metadata if isinstance(m, Check))
+        params.append(Param(p.name, p.annotation, p.default, description, tensor, checks))
     if not seen_reduction:
         raise broken('needs a keyword-only parameter reduction: Reduction = "mean"')
     return tuple(params)

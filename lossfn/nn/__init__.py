@@ -1,0 +1,47 @@
+"""Modules derived from loss signatures: ``lossfn.nn.<CamelCaseName>`` for every loss.
+
+>>> import lossfn
+>>> lossfn.nn.SoftmaxCrossEntropy(label_smoothing=0.1)
+SoftmaxCrossEntropy(class_weights=None, label_smoothing=0.1, reduction='mean')
+"""
+
+from typing import Any
+
+from lossfn.registry import Feature as _Feature
+from lossfn.registry import Reduction as _Reduction
+from lossfn.registry import registered as _registered
+from lossfn.schemas import decode_config as _decode_config
+from lossfn.schemas import spec_of as _spec_of
+
+from ._derive import DerivedLoss
+from ._derive import module_class
+
+__all__ = ["DerivedLoss", "build", "module_class"]
+
+
+def build(
+    config: Any,
+    *,
+    feature: _Feature | str | None = None,
+    reduction: _Reduction = "mean",
+    validate_inputs: bool = True,
+) -> DerivedLoss:
+    """An ``nn.Module`` from a loss config: a config instance, a mapping or JSON.
+
+    >>> import lossfn
+    >>> lossfn.build({"type": "huber", "delta": 0.5}) # doctest: +SKIP
+    Huber(delta=0.5, reduction='mean')
+    """
+    config = _decode_config(config, feature=feature)
+    return _spec_of(config).module.from_config(config, reduction=reduction, validate_inputs=validate_inputs)
+
+
+def __getattr__(name: str) -> Any:
+    for spec in _registered().values():
+        if spec.class_name == name:
+            return spec.module
+    raise AttributeError(f"module 'lossfn.nn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {spec.class_name for spec in _registered().values()})

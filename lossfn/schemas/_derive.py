@@ -1,0 +1,141 @@
+"""Signature -> frozen ``msgspec.Struct`` config, the tagged union, the JSON Schema.
+
+A loss's config has one field per keyword-only hyperparameter (same name, type,
+default, constraints and description, read off the ``Annotated`` annotation) plus
+``weight``, and is tagged ``type = <loss name>``. Each alias gets a subclass
+tagged with the alias, so a config written with an alias decodes, validates and
+encodes back unchanged, and is still an instance of the loss's config class.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from typing import Annotated, Any, Union
+
+import msgspec
+
+from lossfn.registry import Feature, LossSpec, camel_case, generation, register_deriver, registered
+
+__all__ = ["WEIGHT", "alias_configs", "config_class", "config_type", "json_schema", "spec_of"]
+
+#: The field every config has: the loss's weight in a multi-output total.
+WEIGHT = Annotated[
+    float,
+    msgspec.Meta(ge=0.0, description="weight of this loss in a multi-output total (not applied inside the loss)"),
+]
+
+_STRUCT_OPTIONS = dict(kw_only=True, frozen=True, forbid_unknown_fields=True, tag_field="type")
+MODULE = "lossfn.schemas"
+
+
+def _post_init(spec: LossSpec):
+    """``__post_init__`` running the ``Check`` markers of the signature (if any)."""
+    checked = [(p.name, p.checks) for p in spec.params if p.checks]
+    if not checked:
+        return None
+
+    def __post_init__(self: msgspec.Struct) -> None:
+        for name, checks in checked:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            for check in checks:
+                if not check.predicate(value):
+                    # msgspec turns this into a ValidationError and adds the path
+                    raise ValueError(f"Expected `{name}` to be {check.expected}, got {value!r}")
+
+    return __post_init__
+
+
+def _doc(spec: LossSpec) -> str:
+    lines = [f"Config of the ``{spec.name}`` loss: {spec.summary}", "", "Fields:"]
+    lines += [f"    {p.name}: {p.description} (default {p.default!r})" for p in spec.params]
+    lines.append("    weight: weight of this loss in a multi-output total (default 1.0)")
+    return "\n".join(lines)
+
+
+def config_class(spec: LossSpec) -> type[msgspec.Struct]:
+    """Build the config class of ``spec`` (installed as the registry's ``config`` deriver)."""
+    fields = [(p.name, p.annotation, p.default) for p in spec.params]
+    fields.append(("weight", WEIGHT, 1.0))
+    namespace: dict[str, Any] = {}
+    post_init = _post_init(spec)
+    if post_init is not None:
+        namespace["__post_init__"] = post_init
+    cls = msgspec.defstruct(
+        f"{spec.class_name}Config",
+        fields,
+        tag=spec.name,
+        module=MODULE,
+        namespace=namespace,
+        **_STRUCT_OPTIONS,
+    )
+    cls.__doc__ = _doc(spec)
+    return cls
+
+
+def _alias_configs(spec: LossSpec) -> tuple[type[msgspec.Struct], ...]:
+    base = spec.config
+    return tuple(
+        msgspec.defstruct(f"{camel_case(alias)}Config", [], bases=(base,), tag=alias, module=MODULE, **_STRUCT_OPTIONS)
+        for alias in spec.aliases
+    )
+
+
+def alias_configs(spec: LossSpec) -> tuple[type[msgspec.Struct], ...]:
+    """The subclasses of ``spec.config`` tagged with each alias."""
+    return spec._derive("alias_configs")
+
+
+register_deriver("config", config_class)
+register_deriver("alias_configs", _alias_configs)
+
+
+def spec_of(config: msgspec.Struct) -> LossSpec:
+    """The spec of a config instance (through its ``type`` tag, alias or name)."""
+    from lossfn.registry import get_loss
+
+    tag = type(config).__struct_config__.tag
+    if tag is None:
+        raise TypeError(f"{type(config).__name__} is not a lossfn config")
+    return get_loss(tag)
+
+
+def config_type(feature: Feature | str | None = None) -> Any:
+    """The tagged union (on ``type``) of every registered config, or of one feature's.
+
+    Use it as a type: ``msgspec.convert(data, lossfn.config_type("number"))``. The
+    union follows the registry, so a loss registered at run time joins it at once.
+    """
+    feature = None if feature is None else Feature.parse(feature)
+    return _union(feature, generation())
+
+
+@functools.lru_cache(maxsize=64)
+def _union(feature: Feature | None, _generation: int) -> Any:
+    classes: list[type] = []
+    for spec in registered().values():
+        if feature is None or feature in spec.features:
+            classes.append(spec.config)
+            classes.extend(alias_configs(spec))
+    if not classes:
+        raise LookupError(f"no loss is registered for feature type {feature!r}")
+    return Union[tuple(classes)] if len(classes) > 1 else classes[0]
+
+
+def json_schema(feature: Feature | str | None = None) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of :func:`config_type`."""
+    feature = None if feature is None else Feature.parse(feature)
+    return _schema(feature, generation())
+
+
+@functools.lru_cache(maxsize=64)
+def _schema(feature: Feature | None, _generation: int) -> dict[str, Any]:
+    schema = msgspec.json.schema(config_type(feature))
+    title = "lossfn loss config" + (f" ({feature.value} features)" if feature else "")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+
+
+def union_members(union: Any) -> tuple[type, ...]:
+    return typing.get_args(union) or (union,)

@@ -1,0 +1,134 @@
+"""Decode, load and encode loss configs (dict, JSON, YAML, TOML)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+import msgspec.toml
+import msgspec.yaml
+
+from lossfn.registry import Feature
+
+from ._derive import config_type, union_members
+
+__all__ = ["LossConfigError", "decode_config", "encode_config", "load_config"]
+
+_FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+
+
+class LossConfigError(msgspec.ValidationError):
+    """A loss config is invalid; the message names the JSON path (``$.t1``)."""
+
+
+def _tags(union: Any) -> list[str]:
+    return [cls.__struct_config__.tag for cls in union_members(union)]
+
+
+def _explain(error: msgspec.ValidationError, union: Any, feature: Feature | None) -> LossConfigError:
+    """Re-raise msgspec's error as a `LossConfigError`; for a bad ``type``, list the choices."""
+    message = str(error)
+    match = re.match(r"Invalid value '(.*)' - at `(\$(?:.*\.)?type)`$", message)
+    if match:
+        tag, path = match.groups()
+        names = sorted(_tags(union))
+        close = difflib.get_close_matches(tag, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        where = f" for {feature.value} features" if feature else ""
+        message = f"Unknown loss {tag!r}{where}{hint} (allowed: {', '.join(names)}) - at `{path}`"
+    return LossConfigError(message)
+
+
+def _feature(feature: Feature | str | None) -> Feature | None:
+    return None if feature is None else Feature.parse(feature)
+
+
+def decode_config(data: Any, *, feature: Feature | str | None = None) -> msgspec.Struct:
+    """Validate a loss config and fill its defaults, in one pass.
+
+    Args:
+        data: a mapping, a JSON document (``str``/``bytes``), or a config instance.
+        feature: only accept losses that serve this output-feature type.
+
+    Raises:
+        LossConfigError: a ``msgspec.ValidationError`` whose message carries the
+            JSON path of the fault (``$.t1``), unknown fields included.
+    """
+    feature = _feature(feature)
+    union = config_type(feature)
+    members = union_members(union)
+    try:
+        if isinstance(data, msgspec.Struct):
+            if not isinstance(data, members):
+                tag = getattr(type(data).__struct_config__, "tag", None)
+                raise msgspec.ValidationError(f"Invalid value '{tag}' - at `$.type`")
+            return data
+        if isinstance(data, (str, bytes, bytearray, memoryview)):
+            return msgspec.json.decode(data, type=union)
+        if isinstance(data, Mapping):
+            return msgspec.convert(dict(data), type=union)
+        raise msgspec.ValidationError(f"Expected a loss config (object), got `{type(data).__name__}`")
+    except msgspec.ValidationError as exc:  # (a subclass of DecodeError: test it first)
+        raise _explain(exc, union, feature) from None
+    except msgspec.DecodeError as exc:
+        raise LossConfigError(f"Malformed JSON: {exc}") from None
+
+
+def _read(path: pathlib.Path) -> Any:
+    kind = _FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise LossConfigError(f"{path}: unknown config format {path.suffix!r} (use .json, .yaml, .yml or .toml)")
+    raw = path.read_bytes()
+    try:  # parse only: validation happens in decode_config
+        if kind == "json":
+            return msgspec.json.decode(raw)
+        if kind == "yaml":
+            return msgspec.yaml.decode(raw)
+        return msgspec.toml.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise LossConfigError(f"Malformed {kind.upper()}: {exc}") from None
+
+
+def load_config(
+    path: str | os.PathLike[str], *, feature: Feature | str | None = None
+) -> msgspec.Struct | list[msgspec.Struct]:
+    """Load a loss config (or a list of them) from ``.json``, ``.yaml``/``.yml`` or ``.toml``.
+
+    A TOML file holds one config as a table, or several as ``[[loss]]`` entries.
+    """
+    path = pathlib.Path(path)
+    data = _read(path)
+    if isinstance(data, Mapping) and set(data) == {"loss"} and isinstance(data["loss"], list):
+        data = data["loss"]  # TOML's array of tables
+    if isinstance(data, list):
+        configs = []
+        for index, item in enumerate(data):
+            try:
+                configs.append(decode_config(item, feature=feature))
+            except LossConfigError as exc:
+                raise LossConfigError(str(exc).replace("`$", f"`$[{index}]", 1)) from None
+        return configs
+    return decode_config(data, feature=feature)
+
+
+def encode_config(config: msgspec.Struct, *, format: str = "json") -> Any:
+    """Encode a config: ``"json"`` (str), ``"yaml"`` (str), ``"toml"`` (str) or ``"dict"``.
+
+    Every field is written (as Ludwig writes configs back), except ``None``
+    values in TOML, which has no null: decoding restores them as defaults.
+    """
+    if format == "dict":
+        return msgspec.to_builtins(config)
+    if format == "json":
+        return msgspec.json.encode(config).decode()
+    if format == "yaml":
+        return msgspec.yaml.encode(config).decode()
+    if format == "toml":
+        data = {k: v for k, v in msgspec.to_builtins(config).items() if v is not None}
+        return msgspec.toml.encode(data).decode()
+    raise ValueError(f"encode_config: format must be 'json', 'yaml', 'toml' or 'dict'; got {format!r}")
