@@ -35,6 +35,11 @@ class Case:
         twice_differentiable: the hessian is checked against autograd's.
         extreme: the scale of the logits in the extreme-input check.
         tolerance: (rtol, atol) for comparisons in float32.
+        none_shape: ``none_shape(logits, labels)``, the shape of ``reduction="none"``
+            (default: the batch dimension, ``[B]``; ``[B, T]`` for per-token losses).
+        mean_weights: ``mean_weights(logits, labels, **params)``: the weights of
+            the weighted mean (``"mean" == (none).sum() / weights.sum()``), or
+            None for a plain mean over the ``"none"`` output.
         skip: ``{check: reason}`` for generic checks that do not apply to this
             loss (e.g. ``"reduction_consistency"`` for a loss whose mean is not a
             mean of per-example values). The reason is shown in the test report.
@@ -47,6 +52,8 @@ class Case:
     twice_differentiable: bool = True
     extreme: float = 1e4
     tolerance: tuple[float, float] = (1e-5, 1e-6)
+    none_shape: Callable[[Tensor, Tensor], tuple[int, ...]] = lambda logits, labels: tuple(logits.shape[:1])
+    mean_weights: Callable[..., Tensor | None] = lambda logits, labels, **params: None
     skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 

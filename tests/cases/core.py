@@ -32,6 +32,12 @@ def _cross_entropy_reference(logits, labels, *, reduction="mean", class_weights=
     return F.cross_entropy(logits, labels, weight=weight, label_smoothing=label_smoothing, reduction=reduction)
 
 
+def _class_weight_of_label(logits, labels, *, class_weights=None, **_):
+    if class_weights is None or labels.is_floating_point():
+        return None
+    return torch.tensor(class_weights, dtype=logits.dtype)[labels]
+
+
 CASES = [
     Case(
         "mean_squared_error",
@@ -54,6 +60,7 @@ CASES = [
             {"class_weights": [0.5, 1.0, 2.0, 1.0, 4.0], "label_smoothing": 0.1},
         ),
         reference=_cross_entropy_reference,
+        mean_weights=_class_weight_of_label,
     ),
     Case(
         "sigmoid_cross_entropy",

@@ -1,0 +1,208 @@
+"""The ``lossfn`` command line: list, show, schema, validate, demo.
+
+Every page is read off the registry, so a loss registered by a plugin shows up
+here with nothing else written. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+import lossfn
+from lossfn.registry import Feature, LossSpec, UnknownLossError, get_loss, losses_for, registered
+from lossfn.schemas import LossConfigError, encode_config, json_schema, load_config
+
+__all__ = ["loss_page", "loss_table", "main"]
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _constraint(param_meta: Sequence[msgspec.Meta]) -> str:
+    symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    parts = [f"{symbols[k]} {getattr(m, k)}" for m in param_meta for k in symbols if getattr(m, k) is not None]
+    return ", ".join(parts)
+
+
+def _type_name(annotation: Any) -> str:
+    info = msgspec.inspect.type_info(annotation)
+
+    def name(t: Any) -> str:
+        if isinstance(t, msgspec.inspect.Metadata):
+            return name(t.type)
+        if isinstance(t, msgspec.inspect.UnionType):
+            return " | ".join(name(x) for x in t.types)
+        if isinstance(t, msgspec.inspect.ListType):
+            return f"list[{name(t.item_type)}]"
+        if isinstance(t, msgspec.inspect.DictType):
+            return f"dict[{name(t.key_type)}, {name(t.value_type)}]"
+        if isinstance(t, msgspec.inspect.LiteralType):
+            return " | ".join(map(repr, t.values))
+        return {
+            "FloatType": "float",
+            "IntType": "int",
+            "BoolType": "bool",
+            "StrType": "str",
+            "NoneType": "None",
+        }.get(type(t).__name__, type(t).__name__)
+
+    return name(info)
+
+
+def _parameters(spec: LossSpec) -> str:
+    return ", ".join(f"{p.name}={p.default!r}" for p in spec.params) or "–"
+
+
+def loss_table(feature: Feature | str | None = None, *, markdown: bool = False) -> str:
+    """The table of ``lossfn list``: name, aliases, feature types, parameters."""
+    specs = registered() if feature is None else losses_for(feature)
+    header = ("name", "aliases", "feature types", "parameters (defaults)")
+    rows = [
+        (
+            spec.name,
+            ", ".join(spec.aliases) or "–",
+            ", ".join(sorted(f.value for f in spec.features)),
+            _parameters(spec),
+        )
+        for spec in specs.values()
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += [_md_row(row) for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    return "\n".join(fmt.format(*row).rstrip() for row in (header, *rows))
+
+
+def _md_row(row: Sequence[str]) -> str:
+    name, aliases, features, params = row
+    aliases = ", ".join(f"`{a}`" for a in aliases.split(", ")) if aliases != "–" else "–"
+    params = params if params == "–" else f"`{params}`"
+    return f"| `{name}` | {aliases} | {features} | {params} |"
+
+
+def loss_page(name: str) -> str:
+    """The page of ``lossfn show NAME``."""
+    spec = get_loss(name)
+    params = [f"{p.name}: {_type_name(p.annotation)} = {p.default!r}" for p in spec.params]
+    arguments = ", ".join(["logits", "labels", "*", *params, "reduction='mean'"])
+    signature = f"{spec.name}({arguments})"
+    lines = [spec.name, "=" * len(spec.name), "", signature, ""]
+    if spec.aliases:
+        lines.append(f"aliases:       {', '.join(spec.aliases)}")
+    lines.append(f"feature types: {', '.join(sorted(f.value for f in spec.features))}")
+    lines.append(f"module:        lossfn.nn.{spec.class_name}")
+    lines.append(f"config:        lossfn.schemas.{spec.config.__name__}")
+    lines += ["", "Parameters:"]
+    for p in spec.params:
+        bounds = _constraint(p.meta)
+        extra = [f"default {p.default!r}", *([bounds] if bounds else []), *(c.expected for c in p.checks)]
+        lines.append(f"  {p.name} ({_type_name(p.annotation)}; {'; '.join(extra)})")
+        lines.append(f"      {p.description}")
+    lines.append("  weight (float; default 1.0; >= 0.0)")
+    lines.append("      weight of this loss in a multi-output total")
+    lines.append("  reduction ('none' | 'mean' | 'sum'; default 'mean')")
+    lines += ["", textwrap.indent(spec.doc, ""), "", "Example config:", ""]
+    example = encode_config(spec.config(), format="dict")
+    lines.append(json.dumps(example, indent=2))
+    return "\n".join(lines)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    print(loss_table(args.feature, markdown=args.format == "markdown"))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    print(loss_page(args.name))
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(args.feature), indent=2, sort_keys=True) + "\n"
+    if args.output:
+        pathlib.Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    failures = 0
+    for path in args.files:
+        try:
+            result = load_config(path, feature=args.feature)
+        except LossConfigError as exc:
+            failures += 1
+            print(f"{path}: {exc}", file=sys.stderr)
+        except OSError as exc:
+            failures += 1
+            print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        else:
+            count = len(result) if isinstance(result, list) else 1
+            print(f"{path}: ok ({count} loss config{'s' if count != 1 else ''})")
+    return 1 if failures else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lossfn import demo
+
+    return demo.main(args.demo_args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    features = [f.value for f in Feature]
+    parser = argparse.ArgumentParser(prog="lossfn", description="Loss functions for PyTorch: list, show, validate, export.")
+    parser.add_argument("--version", action="version", version=f"lossfn {lossfn.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("list", help="table of the registered losses")
+    p.add_argument("--feature", choices=features, help="only losses for this output-feature type")
+    p.add_argument("--format", choices=["table", "markdown"], default="table")
+    p.set_defaults(run=_cmd_list)
+
+    p = commands.add_parser("show", help="signature, parameters, docstring and an example config of a loss")
+    p.add_argument("name", help="loss name or alias")
+    p.set_defaults(run=_cmd_show)
+
+    p = commands.add_parser("schema", help="the JSON Schema of the loss configs")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument("--feature", choices=features, help="only the losses of this feature type")
+    p.set_defaults(run=_cmd_schema)
+
+    p = commands.add_parser("validate", help="validate config files (JSON, YAML, TOML)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--feature", choices=features, help="only accept losses of this feature type")
+    p.set_defaults(run=_cmd_validate)
+
+    p = commands.add_parser("demo", help="train small models on noisy labels: why robust losses exist", add_help=False)
+    p.add_argument("demo_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lossfn`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (UnknownLossError, LossConfigError, CommandError) as exc:
+        print(f"lossfn: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `lossfn list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
