@@ -91,7 +91,8 @@ def _read(path: pathlib.Path) -> Any:
             return msgspec.yaml.decode(raw)
         return msgspec.toml.decode(raw)
     except msgspec.DecodeError as exc:
-        raise LossConfigError(f"Malformed {kind.upper()}: {exc}") from None
+        detail = " ".join(str(exc).split())  # YAML errors span lines; keep one
+        raise LossConfigError(f"Malformed {kind.upper()}: {detail}") from None
 
 
 def load_config(

@@ -1,0 +1,178 @@
+"""The registry floor: the function contract at registration, look-ups, plugins."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from typing import Annotated
+
+import pytest
+import torch
+from msgspec import Meta
+from torch import Tensor
+
+import lossfn
+from lossfn.registry import (
+    DEFAULT_LOSS,
+    DuplicateLossError,
+    Feature,
+    LossContractError,
+    PluginWarning,
+    Reduction,
+    UnknownLossError,
+    default_loss,
+    get_loss,
+    losses_for,
+    register_loss,
+    registered,
+    temporary_registry,
+)
+from lossfn.registry import _registry as registry_module
+
+Temperature = Annotated[float, Meta(gt=0, description="a temperature")]
+
+
+def test_user_facing_api_from_the_issue():
+    spec = lossfn.get_loss("mean_absolute_error")
+    assert spec.features == {Feature.NUMBER, Feature.TIMESERIES, Feature.VECTOR}
+    assert spec.name == "mean_absolute_error" and spec.aliases == ()
+    assert spec.fn is lossfn.functional.mean_absolute_error
+    assert spec.config.__name__ == "MeanAbsoluteErrorConfig"
+    assert spec.module is lossfn.nn.MeanAbsoluteError
+    assert set(lossfn.losses_for("category")) >= {"softmax_cross_entropy"}
+    assert all(isinstance(s, lossfn.LossSpec) for s in lossfn.registered().values())
+    assert issubclass(Feature, str) and {f.value for f in Feature} >= {
+        "binary", "category", "category_distribution", "number", "sequence", "set", "text", "timeseries", "vector"
+    }
+
+
+def test_registered_is_sorted_and_a_copy():
+    names = list(registered())
+    assert names == sorted(names)
+    registered().clear()
+    assert list(registered()) == names
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(UnknownLossError, match="did you mean 'softmax_cross_entropy'") as info:
+        get_loss("softmax_crossentropy")
+    assert isinstance(info.value, KeyError) and isinstance(info.value, LookupError)
+
+
+def test_losses_for_rejects_unknown_feature():
+    with pytest.raises(ValueError, match="unknown feature type 'colour'; expected one of: binary"):
+        losses_for("colour")
+
+
+def test_losses_for_matches_features():
+    for feature in Feature:
+        expected = {n for n, s in registered().items() if feature in s.features}
+        assert set(losses_for(feature)) == expected == set(losses_for(feature.value))
+
+
+def test_default_loss_serves_its_feature():
+    for feature, name in DEFAULT_LOSS.items():
+        if name in registered():
+            spec = default_loss(feature)
+            assert spec.name == name and feature in spec.features
+
+
+def _good(logits: Tensor, labels: Tensor, *, t: Temperature = 1.0, reduction: Reduction = "mean") -> Tensor:
+    return ((logits - labels) ** 2).mean() * t
+
+
+BROKEN = {
+    "three positional": lambda logits, labels, extra, *, reduction="mean": logits,
+    "a positional default": lambda logits, labels=None, *, reduction="mean": logits,
+    "no reduction": lambda logits, labels: logits,
+    "reduction default sum": lambda logits, labels, *, reduction="sum": logits,
+    "var keyword": lambda logits, labels, *, reduction="mean", **kw: logits,
+}
+
+
+@pytest.mark.parametrize("why", BROKEN)
+def test_contract_violations_fail_at_registration(why):
+    with temporary_registry(), pytest.raises(LossContractError, match="loss 'broken'"):
+        register_loss("broken", ["number"])(BROKEN[why])
+
+
+def test_hyperparameter_needs_a_description():
+    def no_description(logits, labels, *, t: float = 1.0, reduction: Reduction = "mean"):
+        return logits
+
+    with temporary_registry(), pytest.raises(LossContractError, match="'t' needs Annotated"):
+        register_loss("broken", ["number"])(no_description)
+
+
+def test_reserved_parameter_names():
+    def uses_weight(logits, labels, *, weight: Annotated[float, Meta(description="w")] = 1.0,
+                    reduction: Reduction = "mean"):
+        return logits
+
+    with temporary_registry(), pytest.raises(LossContractError, match="'weight' is reserved"):
+        register_loss("broken", ["number"])(uses_weight)
+
+
+def test_duplicate_names_and_aliases():
+    with temporary_registry():
+        with pytest.raises(DuplicateLossError, match="'mean_squared_error' is already registered"):
+            register_loss("mean_squared_error", ["number"])(_good)
+        register_loss("fresh_loss", ["number"], aliases=("fresh_alias",))(_good)
+        with pytest.raises(DuplicateLossError, match="alias of 'fresh_loss'"):
+            register_loss("other_loss", ["number"], aliases=("fresh_alias",))(_good)
+    assert "fresh_loss" not in registered()
+
+
+def test_names_are_snake_case():
+    with temporary_registry(), pytest.raises(ValueError, match="snake_case"):
+        register_loss("MyLoss", ["number"])(_good)
+
+
+def test_decorator_returns_the_function_unchanged():
+    with temporary_registry():
+        assert register_loss("plain_loss", ["number"])(_good) is _good
+
+
+def test_unknown_feature_at_registration():
+    with temporary_registry(), pytest.raises(ValueError, match="loss 'x_loss': unknown feature type 'colour'"):
+        register_loss("x_loss", ["colour"])(_good)
+
+
+def _install_plugin(tmp_path, monkeypatch, module_body: str, *, name="demo_plugin"):
+    """A distribution on sys.path whose entry point (group lossfn.losses) imports a module."""
+    package = tmp_path / f"{name}_pkg.py"
+    package.write_text(textwrap.dedent(module_body))
+    dist = tmp_path / f"{name}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[lossfn.losses]\n{name} = {name}_pkg\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry_module, "_PLUGINS_LOADED", False)
+
+
+def test_entry_point_plugins_register_losses(tmp_path, monkeypatch):
+    body = """
+        from typing import Annotated
+        from msgspec import Meta
+        import lossfn
+
+        @lossfn.register_loss("plugin_squared_error", ["number"])
+        def plugin_squared_error(logits, labels, *, scale: Annotated[float, Meta(gt=0, description="scale")] = 1.0,
+                                 reduction="mean"):
+            return lossfn.functional.mean_squared_error(logits * scale, labels * scale, reduction=reduction)
+    """
+    _install_plugin(tmp_path, monkeypatch, body)
+    with temporary_registry():
+        spec = get_loss("plugin_squared_error")  # the first read loads the plugins
+        module = lossfn.build({"type": "plugin_squared_error", "scale": 2.0})
+        x, y = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0])
+        assert module(x, y).item() == pytest.approx(((2.0**2) + (4.0**2)) / 2)
+        assert spec.fn.__module__ == "demo_plugin_pkg"
+    sys.modules.pop("demo_plugin_pkg", None)
+
+
+def test_broken_plugin_warns_and_lossfn_still_works(tmp_path, monkeypatch):
+    _install_plugin(tmp_path, monkeypatch, "raise RuntimeError('boom')\n", name="broken_plugin")
+    with pytest.warns(PluginWarning, match="broken_plugin.*boom"):
+        names = registered()
+    assert "mean_squared_error" in names
