@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import pathlib
 import re
@@ -44,6 +45,16 @@ def _explain(error: msgspec.ValidationError, union: Any, feature: Feature | None
     return LossConfigError(message)
 
 
+@functools.lru_cache(maxsize=64)
+def _decoders(union: Any) -> tuple[msgspec.json.Decoder, dict[str, type]]:
+    """A reusable JSON decoder of the union, and ``{tag: class}`` for mappings.
+
+    Building a decoder for a union type is far slower than decoding: ``msgspec``
+    caches it for a single class but not for a ``Union``, so lossfn keeps them.
+    """
+    return msgspec.json.Decoder(union), {cls.__struct_config__.tag: cls for cls in union_members(union)}
+
+
 def _feature(feature: Feature | str | None) -> Feature | None:
     return None if feature is None else Feature.parse(feature)
 
@@ -68,10 +79,15 @@ def decode_config(data: Any, *, feature: Feature | str | None = None) -> msgspec
                 tag = getattr(type(data).__struct_config__, "tag", None)
                 raise msgspec.ValidationError(f"Invalid value '{tag}' - at `$.type`")
             return data
+        decoder, by_tag = _decoders(union)
         if isinstance(data, (str, bytes, bytearray, memoryview)):
-            return msgspec.json.decode(data, type=union)
+            return decoder.decode(data)
         if isinstance(data, Mapping):
-            return msgspec.convert(dict(data), type=union)
+            tag = data.get("type")
+            # a known tag converts straight into its class; anything else through the
+            # union, whose error names the problem (missing or unknown `type`)
+            target = by_tag.get(tag, union) if isinstance(tag, str) else union
+            return msgspec.convert(dict(data), type=target)
         raise msgspec.ValidationError(f"Expected a loss config (object), got `{type(data).__name__}`")
     except msgspec.ValidationError as exc:  # (a subclass of DecodeError: test it first)
         raise _explain(exc, union, feature) from None
