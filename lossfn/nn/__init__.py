@@ -2,7 +2,7 @@
 
 >>> import lossfn
 >>> lossfn.nn.SoftmaxCrossEntropy(label_smoothing=0.1)
-SoftmaxCrossEntropy(class_weights=None, label_smoothing=0.1, reduction='mean')
+SoftmaxCrossEntropy(label_smoothing=0.1, reduction='mean')
 """
 
 from typing import Any
@@ -29,8 +29,8 @@ def build(
     """An ``nn.Module`` from a loss config: a config instance, a mapping or JSON.
 
     >>> import lossfn
-    >>> lossfn.build({"type": "huber", "delta": 0.5}) # doctest: +SKIP
-    Huber(delta=0.5, reduction='mean')
+    >>> lossfn.build({"type": "mean_squared_error", "weight": 0.5})
+    MeanSquaredError(reduction='mean', weight=0.5)
     """
     config = _decode_config(config, feature=feature)
     return _spec_of(config).module.from_config(config, reduction=reduction, validate_inputs=validate_inputs)

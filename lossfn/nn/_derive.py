@@ -107,9 +107,14 @@ class DerivedLoss(torch.nn.Module):
         return self.spec.fn(logits, labels, **params, reduction=self.reduction)
 
     def extra_repr(self) -> str:
-        fields = [f"{p.name}={getattr(self._config, p.name)!r}" for p in self.spec.params]
+        """The parameters that differ from their defaults, then ``reduction``."""
+        fields = [
+            f"{p.name}={getattr(self._config, p.name)!r}"
+            for p in self.spec.params
+            if getattr(self._config, p.name) != p.default
+        ]
         fields.append(f"reduction={self.reduction!r}")
-        if self._config.weight != 1.0:
+        if self._config.weight != 1.0:  # shown last: it is not a parameter of the loss
             fields.append(f"weight={self._config.weight!r}")
         return ", ".join(fields)
 

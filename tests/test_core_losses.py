@@ -1,0 +1,126 @@
+"""Values of the core losses against torch.nn.functional, beyond the generic catalog:
+probability labels, per-pixel logits, input errors, and the module's range checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossfn
+from lossfn import functional as LF
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_cross_entropy_probability_labels_match_torch(gen, reduction, weighted, smoothing):
+    logits = torch.randn(7, 4, generator=gen, dtype=torch.float64)
+    labels = torch.softmax(torch.randn(7, 4, generator=gen, dtype=torch.float64), dim=1)
+    weights = [0.5, 1.0, 2.0, 3.0] if weighted else None
+    expected = F.cross_entropy(
+        logits, labels, weight=None if weights is None else torch.tensor(weights, dtype=torch.float64),
+        label_smoothing=smoothing, reduction=reduction,
+    )
+    actual = LF.softmax_cross_entropy(logits, labels, class_weights=weights, label_smoothing=smoothing, reduction=reduction)
+    torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cross_entropy_per_pixel_matches_torch(gen, reduction):
+    logits = torch.randn(2, 3, 4, 5, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, 4, 5), generator=gen)
+    weights = torch.tensor([1.0, 0.2, 5.0], dtype=torch.float64)
+    expected = F.cross_entropy(logits, labels, weight=weights, label_smoothing=0.1, reduction=reduction)
+    actual = LF.softmax_cross_entropy(logits, labels, class_weights=weights, label_smoothing=0.1, reduction=reduction)
+    torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_one_hot_and_index_labels_agree(gen):
+    logits = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 5, (6,), generator=gen)
+    one_hot = F.one_hot(labels, 5).to(torch.float64)
+    torch.testing.assert_close(LF.softmax_cross_entropy(logits, one_hot), LF.softmax_cross_entropy(logits, labels))
+
+
+def test_sigmoid_cross_entropy_sum_is_torch_sum_over_classes(gen):
+    logits = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    labels = torch.rand(5, 3, generator=gen, dtype=torch.float64)  # probabilities are fine
+    pos_weight = torch.tensor([1.0, 4.0, 0.5], dtype=torch.float64)
+    torch_sum = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight, reduction="sum")
+    ours = LF.sigmoid_cross_entropy(logits, labels, class_weights=pos_weight, reduction="sum")
+    torch.testing.assert_close(ours, torch_sum / 3)
+
+
+def test_all_zero_class_weights_give_zero_not_nan(gen):
+    logits = torch.randn(4, 3, generator=gen, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    loss = LF.softmax_cross_entropy(logits, labels, class_weights=[0.0, 0.0, 1.0])
+    (gradient,) = torch.autograd.grad(loss, logits)
+    assert loss.item() == 0.0 and torch.equal(gradient, torch.zeros_like(gradient))
+    assert torch.isnan(F.cross_entropy(logits, labels, weight=torch.tensor([0.0, 0.0, 1.0])))  # torch: nan
+
+
+BAD_INPUTS = [
+    ("softmax_cross_entropy", torch.randn(4), torch.zeros(4, dtype=torch.long), r"logits must be of shape \[B, C\] or \[B, C, d1, ...\]; got shape \[4\]"),
+    ("softmax_cross_entropy", torch.randn(4, 3), torch.zeros(4, 3, 1), "labels must be probabilities of the logits' shape"),
+    ("softmax_cross_entropy", torch.randn(4, 3), torch.zeros(4, dtype=torch.bool), "integer class indices or float probabilities"),
+    ("softmax_cross_entropy", torch.randn(4, 3), torch.zeros(5, dtype=torch.long), r"class indices of shape \[4\] for logits \[4, 3\]; got shape \[5\]"),
+    ("softmax_cross_entropy", torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), "logits must be a floating-point tensor"),
+    ("softmax_cross_entropy", [[0.0, 1.0]], torch.zeros(1, dtype=torch.long), "logits must be a torch.Tensor; got list"),
+    ("sigmoid_cross_entropy", torch.randn(4), torch.zeros(4), r"logits must be of shape \[B, C\]"),
+    ("sigmoid_cross_entropy", torch.randn(4, 3), torch.zeros(4, 2), r"same shape as logits \[4, 3\]; got shape \[4, 2\]"),
+    ("mean_squared_error", torch.randn(4, 1), torch.randn(4), r"same shape as logits \[4, 1\]; got shape \[4\]"),
+    ("mean_absolute_error", torch.randn(4), torch.randn(4, 1), r"same shape as logits \[4\]; got shape \[4, 1\]"),
+]
+
+
+@pytest.mark.parametrize("name,logits,labels,message", BAD_INPUTS, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_INPUTS)])
+def test_bad_tensors_name_loss_argument_and_expectation(name, logits, labels, message):
+    with pytest.raises(ValueError, match=rf"^{name}: .*{message}"):
+        lossfn.get_loss(name).fn(logits, labels)
+
+
+def test_class_weights_of_the_wrong_length():
+    with pytest.raises(ValueError, match=r"^softmax_cross_entropy: class_weights must be of shape \[3\]; got shape \[2\]"):
+        LF.softmax_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), class_weights=[1.0, 2.0])
+
+
+def test_module_checks_label_range_and_can_skip_it():
+    logits, labels = torch.randn(3, 4), torch.tensor([0, 4, 1])
+    with pytest.raises(ValueError, match=r"^softmax_cross_entropy: labels must be class indices in \[0, 3\]; got values in \[0, 4\]"):
+        lossfn.nn.SoftmaxCrossEntropy()(logits, labels)
+    with pytest.raises(ValueError, match=r"in \[0, 3\]; got values in \[-1, 1\]"):
+        lossfn.nn.SoftmaxCrossEntropy()(logits, torch.tensor([0, -1, 1]))
+    unchecked = lossfn.nn.SoftmaxCrossEntropy(validate_inputs=False)
+    with pytest.raises((IndexError, RuntimeError)):  # torch's own error, deep inside gather
+        unchecked(logits, labels)
+
+
+def test_module_arguments_are_keyword_only_and_checked():
+    with pytest.raises(TypeError, match=r"SoftmaxCrossEntropy\(\): .*positional"):
+        lossfn.nn.SoftmaxCrossEntropy([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"SoftmaxCrossEntropy\(\): .*unexpected keyword argument 'smoothing'"):
+        lossfn.nn.SoftmaxCrossEntropy(smoothing=0.1)
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: reduction must be one of"):
+        lossfn.nn.SoftmaxCrossEntropy(reduction="batchmean")
+
+
+def test_module_accepts_a_tensor_parameter_and_keeps_its_dtype():
+    weights = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    module = lossfn.nn.SoftmaxCrossEntropy(class_weights=weights)
+    assert module.class_weights.dtype == torch.float64 and module.config.class_weights == [1.0, 2.0, 3.0]
+    assert module.class_weights is not weights  # a copy: the module owns its buffer
+
+
+def test_from_config_rejects_another_loss_config():
+    cfg = lossfn.decode_config({"type": "mean_squared_error"})
+    with pytest.raises(TypeError, match="SoftmaxCrossEntropy.from_config takes a SoftmaxCrossEntropyConfig"):
+        lossfn.nn.SoftmaxCrossEntropy.from_config(cfg)
