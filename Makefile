@@ -23,8 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
+# regenerate what is derived from the registry and kept in the repository
 schema: $(STAMP)
 	$(PY) -m lossfn schema -o schemas/lossfn.schema.json
+	$(PY) -m lossfn stubs -o lossfn/nn/__init__.pyi
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done

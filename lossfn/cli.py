@@ -155,6 +155,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_stubs(args: argparse.Namespace) -> int:
+    from lossfn.nn._stub import render_stub
+
+    text = render_stub()
+    if args.output:
+        pathlib.Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from lossfn import demo
 
@@ -185,6 +197,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--feature", choices=features, help="only accept losses of this feature type")
     p.set_defaults(run=_cmd_validate)
+
+    p = commands.add_parser("stubs", help="the typed stub of lossfn.nn's generated classes (for IDEs)")
+    p.add_argument("-o", "--output", help="write to this file (lossfn/nn/__init__.pyi) instead of stdout")
+    p.set_defaults(run=_cmd_stubs)
 
     p = commands.add_parser("demo", help="train small models on noisy labels: why robust losses exist", add_help=False)
     p.add_argument("demo_args", nargs=argparse.REMAINDER)

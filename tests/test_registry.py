@@ -104,6 +104,16 @@ def test_hyperparameter_needs_a_description():
         register_loss("broken", ["number"])(no_description)
 
 
+def test_annotation_msgspec_cannot_use_fails_at_registration():
+    def bad_meta(logits, labels, *,
+                 w: Annotated[list[float] | None, Meta(min_length=1, description="weights")] = None,
+                 reduction: Reduction = "mean"):
+        return logits
+
+    with temporary_registry(), pytest.raises(LossContractError, match="'w' has an annotation msgspec cannot use"):
+        register_loss("broken", ["number"])(bad_meta)
+
+
 def test_reserved_parameter_names():
     def uses_weight(logits, labels, *, weight: Annotated[float, Meta(description="w")] = 1.0,
                     reduction: Reduction = "mean"):

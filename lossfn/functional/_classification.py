@@ -28,8 +28,8 @@ from ._common import (
 __all__ = ["sigmoid_cross_entropy", "softmax_cross_entropy"]
 
 ClassWeights = Annotated[
-    list[Annotated[float, Meta(ge=0)]] | None,
-    Meta(min_length=1, description="one non-negative weight per class (None: all 1)"),
+    Annotated[list[Annotated[float, Meta(ge=0)]], Meta(min_length=1)] | None,
+    Meta(description="one non-negative weight per class (None: all 1)"),
     AsTensor(),
 ]
 
@@ -135,8 +135,8 @@ def sigmoid_cross_entropy(
     labels: Tensor,
     *,
     class_weights: Annotated[
-        list[Annotated[float, Meta(ge=0)]] | None,
-        Meta(min_length=1, description="per-class weight of the positive term (torch's pos_weight)"),
+        Annotated[list[Annotated[float, Meta(ge=0)]], Meta(min_length=1)] | None,
+        Meta(description="per-class weight of the positive term (torch's pos_weight)"),
         AsTensor(),
     ] = None,
     reduction: Reduction = "mean",

@@ -205,6 +205,10 @@ def read_signature(name: str, fn: Callable[..., Any]) -> tuple[Param, ...]:
             raise broken(
                 f"parameter {p.name!r} needs Annotated[..., msgspec.Meta(description=...)]"
             )
+        try:  # the annotation must be a type msgspec can validate: fail at import, not at decode
+            msgspec.inspect.type_info(p.annotation)
+        except (TypeError, ValueError) as exc:
+            raise broken(f"parameter {p.name!r} has an annotation msgspec cannot use: {exc}") from None
         tensor = any(isinstance(m, AsTensor) or m is AsTensor for m in metadata)
         checks = tuple(m for m in metadata if isinstance(m, Check))
         params.append(Param(p.name, p.annotation, p.default, description, tensor, checks))
