@@ -10,16 +10,32 @@ from typing import Any
 from lossfn.registry import get_loss as _get_loss
 from lossfn.registry import registered as _registered
 
+from ._classification import binary_weighted_cross_entropy
 from ._classification import sigmoid_cross_entropy
 from ._classification import softmax_cross_entropy
+from ._ordinal import corn
+from ._regression import huber
 from ._regression import mean_absolute_error
+from ._regression import mean_absolute_percentage_error
 from ._regression import mean_squared_error
+from ._regression import root_mean_squared_error
+from ._regression import root_mean_squared_percentage_error
+from ._sequence import next_token_softmax_cross_entropy
+from ._sequence import sequence_softmax_cross_entropy
 from ._torch_route import register_torch_loss
 
 __all__ = [
+    "binary_weighted_cross_entropy",
+    "corn",
+    "huber",
     "mean_absolute_error",
+    "mean_absolute_percentage_error",
     "mean_squared_error",
+    "next_token_softmax_cross_entropy",
     "register_torch_loss",
+    "root_mean_squared_error",
+    "root_mean_squared_percentage_error",
+    "sequence_softmax_cross_entropy",
     "sigmoid_cross_entropy",
     "softmax_cross_entropy",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -27,9 +29,42 @@ def _sigmoid_reference(logits, labels, *, reduction="mean", class_weights=None):
     return _per_example(elementwise, reduction)
 
 
-def _cross_entropy_reference(logits, labels, *, reduction="mean", class_weights=None, label_smoothing=0.0):
-    weight = None if class_weights is None else torch.tensor(class_weights, dtype=logits.dtype)
-    return F.cross_entropy(logits, labels, weight=weight, label_smoothing=label_smoothing, reduction=reduction)
+def softmax_reference(
+    logits,
+    labels,
+    *,
+    reduction="mean",
+    class_weights=None,
+    label_smoothing=0.0,
+    robust_lambda=0.0,
+    confidence_penalty=0.0,
+    class_similarities=None,
+    class_similarities_temperature=0.0,
+):
+    """``F.cross_entropy`` plus the parts Ludwig leaves unfinished, written from their formulas.
+
+    Per example: ``(1 - λ)·CE + s·(λ/C + β·(1 - H(p)/log C))`` with ``s`` the class
+    weight of the label (1 for probability labels); the entropy comes from
+    ``torch.distributions.Categorical``; a similarity row, softmaxed at the
+    temperature, replaces a class index as the target. The mean divides by ``Σ s``.
+    """
+    num_classes = logits.shape[1]
+    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=logits.dtype)
+    target = labels
+    if not labels.is_floating_point() and class_similarities is not None and class_similarities_temperature > 0:
+        rows = torch.as_tensor(class_similarities, dtype=logits.dtype)[labels]
+        target = torch.softmax(rows / class_similarities_temperature, dim=-1).movedim(-1, 1)
+    ce = F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing, reduction="none")
+    s = torch.ones_like(ce) if weight is None or labels.is_floating_point() else weight[labels]
+    entropy = torch.distributions.Categorical(logits=logits.movedim(1, -1)).entropy()
+    loss = (1 - robust_lambda) * ce + s * (
+        robust_lambda / num_classes + confidence_penalty * (1 - entropy / math.log(num_classes))
+    )
+    return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / s.sum()}[reduction]
+
+
+#: a [5, 5] similarity matrix: each class most similar to itself and its neighbours
+SIMILARITIES_5 = [[1.0 if i == j else 0.5 if abs(i - j) == 1 else 0.0 for j in range(5)] for i in range(5)]
 
 
 def _class_weight_of_label(logits, labels, *, class_weights=None, **_):
@@ -58,8 +93,19 @@ CASES = [
             {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.5]},
             {"label_smoothing": 0.2},
             {"class_weights": [0.5, 1.0, 2.0, 1.0, 4.0], "label_smoothing": 0.1},
+            {"robust_lambda": 0.3},
+            {"confidence_penalty": 0.2},
+            {"class_similarities": SIMILARITIES_5, "class_similarities_temperature": 0.5},
+            {
+                "class_weights": [0.5, 1.0, 2.0, 1.0, 4.0],
+                "robust_lambda": 0.25,
+                "confidence_penalty": 0.1,
+                "class_similarities": SIMILARITIES_5,
+                "class_similarities_temperature": 0.7,
+                "label_smoothing": 0.05,
+            },
         ),
-        reference=_cross_entropy_reference,
+        reference=softmax_reference,
         mean_weights=_class_weight_of_label,
     ),
     Case(

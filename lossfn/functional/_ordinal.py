@@ -1,0 +1,92 @@
+"""Ordinal regression losses: CORN (conditional ordinal regression) on category outputs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lossfn.registry import Feature, Reduction, register_loss
+
+from ._common import (
+    check_class_indices,
+    check_floating,
+    compute_dtype,
+    fail,
+    reduce_loss,
+    shape,
+    validate_class_range,
+)
+
+__all__ = ["corn"]
+
+
+@register_loss("corn", [Feature.CATEGORY], validate=validate_class_range("corn"))
+def corn(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+    r"""CORN loss: ordinal regression as :math:`K - 1` conditional binary tasks.
+
+    Conditional Ordinal Regression for Neural networks (Shi, Cao and Raschka).
+    For ordered classes :math:`0 < 1 < \dots < K - 1`, task :math:`k` predicts
+    :math:`P(y > k \mid y > k - 1)` from logit :math:`x_{n,k}`; it is trained only
+    on the examples with :math:`y_n \ge k` (the conditional training subset).
+    As Ludwig calls it, the logits have one column per class, ``[B, K]``, and the
+    first :math:`K - 1` are the tasks (the last column is unused: its gradient is 0).
+
+    With the task mask :math:`m_{n,k} = [y_n \ge k]` and task label
+    :math:`t_{n,k} = [y_n > k]`, :math:`k = 0, \dots, K - 2`:
+
+    .. math::
+
+        \ell_n = -\sum_{k=0}^{K-2} m_{n,k} \bigl[t_{n,k} \log \sigma(x_{n,k})
+                 + (1 - t_{n,k}) \log(1 - \sigma(x_{n,k}))\bigr]
+
+        \text{mean} = \frac{\sum_n \ell_n}{\sum_n \sum_k m_{n,k}}, \qquad
+        \text{sum} = \sum_n \ell_n
+
+    so the mean is over (example, task) pairs, like the reference implementation.
+    The masks are multiplicative (no boolean indexing), so the loss works under
+    ``vmap``; the log-sigmoids are ``logsigmoid``, finite for any logit.
+
+    Args:
+        logits: ``[B, K]``; column :math:`k < K - 1` is task :math:`k`.
+        labels: class indices ``[B]`` (integer) in ``[0, K)``.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        ``"none"``: :math:`\ell_n`, shape ``[B]`` (a sum over the example's
+        :math:`\min(y_n + 1, K - 1)` tasks); ``"mean"``: divided by the number of
+        (example, task) pairs, not by :math:`B`; ``"sum"``: :math:`\sum_n \ell_n`.
+        Same dtype as ``logits``.
+
+    Examples:
+        >>> import torch, lossfn.functional as LF
+        >>> logits = torch.tensor([[2.0, -1.0, 0.5, 0.0], [1.0, 1.0, -2.0, 0.0]])
+        >>> labels = torch.tensor([1, 3])
+        >>> round(LF.corn(logits, labels).item(), 4)
+        0.6387
+
+    References:
+        Shi, Cao and Raschka, `Deep Neural Networks for Rank-Consistent Ordinal
+        Regression Based On Conditional Probabilities
+        <https://arxiv.org/abs/2111.08851>`_, 2021. Checked against
+        ``coral_pytorch.losses.corn_loss`` (``num_classes=K``), the implementation
+        Ludwig copies, through stored test vectors.
+    """
+    name = "corn"
+    check_floating(name, "logits", logits)
+    if logits.ndim != 2:
+        raise fail(name, "logits", "of shape [B, K]", f"shape {shape(logits)}")
+    if not isinstance(labels, Tensor):
+        raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise fail(name, "labels", "integer class indices", f"dtype {labels.dtype}")
+    check_class_indices(name, logits, labels)
+    x = logits[:, :-1].to(compute_dtype(logits))  # K - 1 tasks
+    tasks = torch.arange(x.shape[1], device=labels.device)
+    y = labels.unsqueeze(1)
+    mask = (y >= tasks).to(x.dtype)
+    target = (y > tasks).to(x.dtype)
+    # -[t log σ(x) + (1 - t) log σ(-x)], each log-sigmoid finite for any logit
+    elementwise = -(target * F.logsigmoid(x) + (1 - target) * F.logsigmoid(-x))
+    per_example = (mask * elementwise).sum(1)
+    return reduce_loss(per_example, reduction, name=name, weights=mask.sum(1)).to(logits.dtype)

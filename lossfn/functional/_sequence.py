@@ -1,0 +1,286 @@
+"""Per-token softmax cross-entropy for sequence and text outputs (logits ``[B, T, V]``).
+
+Both losses move the vocabulary to dimension 1 and reuse the softmax core of
+``_classification.py`` (class weights, robust mixture, confidence penalty, class
+similarities, label smoothing), then leave padding positions out of the mean.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import torch
+from msgspec import Meta
+from torch import Tensor
+
+from lossfn.registry import Feature, Reduction, register_loss
+
+from ._classification import (
+    ClassSimilarities,
+    ClassWeights,
+    ConfidencePenalty,
+    LabelSmoothing,
+    RobustLambda,
+    SimilarityTemperature,
+    cross_entropy_terms,
+)
+from ._common import check_floating, fail, reduce_loss, shape
+
+__all__ = ["next_token_softmax_cross_entropy", "sequence_softmax_cross_entropy"]
+
+#: Ludwig's vocabularies put ``<PAD>`` at index 2 (``SpecialSymbol.PADDING``).
+LUDWIG_PADDING_INDEX = 2
+
+Unique = Annotated[bool, Meta(description="count each distinct target token once per sequence (its first occurrence)")]
+#: Hugging Face's ignored label: a negative index that no real token has.
+IGNORE_INDEX = -100
+
+SequencePadding = Annotated[
+    int, Meta(description="label left out of the loss (Ludwig's <PAD> is 2; a negative one skips no token)")
+]
+NextTokenPadding = Annotated[
+    int, Meta(description="label left out of the loss (default -100: no token, as Ludwig; HF's ignore label)")
+]
+
+
+def _token_terms(
+    name: str,
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    shift: bool,
+    padding_index: Any,
+    unique: bool,
+    **params: Any,
+) -> tuple[Tensor, Tensor]:
+    """Per-token losses ``[B, T']`` (0 at excluded positions) and their mean weights."""
+    check_floating(name, "logits", logits)
+    if logits.ndim != 3:
+        raise fail(name, "logits", "of shape [B, T, V]", f"shape {shape(logits)}")
+    if not isinstance(labels, Tensor):
+        raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise fail(name, "labels", "integer token indices", f"dtype {labels.dtype}")
+    if labels.shape != logits.shape[:2]:
+        dims = f"[{logits.shape[0]}, {logits.shape[1]}]"
+        raise fail(
+            name, "labels", f"token indices of shape {dims} for logits {shape(logits)}", f"shape {shape(labels)}"
+        )
+    if shift:  # position t predicts token t + 1: a time-step shift, never a batch one
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    keep = labels != padding_index
+    if unique:
+        # drop a token equal to a kept token earlier in its sequence: [B, T, T] comparison
+        steps = labels.shape[1]
+        earlier = torch.ones(steps, steps, dtype=torch.bool, device=labels.device).tril(-1)
+        same = labels.unsqueeze(2) == labels.unsqueeze(1)
+        repeated = (same & earlier & keep.unsqueeze(1)).any(2)
+        keep = keep & ~repeated
+    # padding may be any integer (e.g. -100): gather a valid index there, masked below
+    safe = torch.where(keep, labels, torch.zeros_like(labels))
+    loss, weights = cross_entropy_terms(name, logits.movedim(-1, 1), safe, **params)
+    mask = keep.to(loss.dtype)
+    weights = mask if weights is None else weights * mask
+    return loss * mask, weights
+
+
+def _validate_tokens(name: str) -> Any:
+    """``validate=`` hook: non-padding token indices lie in ``[0, V)`` (a host sync)."""
+
+    def validate(logits: Tensor, labels: Tensor, *, padding_index: int = IGNORE_INDEX, **_: Any) -> None:
+        if labels.is_floating_point() or labels.numel() == 0:
+            return
+        tokens = labels[labels != padding_index]
+        if tokens.numel() == 0:
+            return
+        vocabulary = logits.shape[-1]
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= vocabulary:
+            raise fail(
+                name,
+                "labels",
+                f"token indices in [0, {vocabulary - 1}] or the padding index",
+                f"values in [{low}, {high}]",
+            )
+
+    return validate
+
+
+@register_loss(
+    "sequence_softmax_cross_entropy",
+    [Feature.SEQUENCE, Feature.TEXT],
+    validate=_validate_tokens("sequence_softmax_cross_entropy"),
+)
+def sequence_softmax_cross_entropy(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    class_weights: ClassWeights = None,
+    robust_lambda: RobustLambda = 0.0,
+    confidence_penalty: ConfidencePenalty = 0.0,
+    class_similarities: ClassSimilarities = None,
+    class_similarities_temperature: SimilarityTemperature = 0.0,
+    unique: Unique = False,
+    label_smoothing: LabelSmoothing = 0.0,
+    padding_index: SequencePadding = LUDWIG_PADDING_INDEX,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Per-token softmax cross-entropy of a sequence, skipping padding.
+
+    Ludwig's default loss for sequence and text outputs. Every time step is an
+    example of :func:`softmax_cross_entropy` over the vocabulary (class weights,
+    robust mixture, confidence penalty, class similarities and label smoothing
+    as there); positions whose target is ``padding_index`` contribute nothing.
+    With ``unique=True`` only the first occurrence of each target token in a
+    sequence counts (Ludwig documents the field and ignores it).
+
+    For token :math:`y_{b,t}` with keep mask :math:`m_{b,t}` (0 at padding and, with
+    ``unique``, at repeats), the per-token loss :math:`\ell_{b,t}` and its weight
+    :math:`s_{b,t} = w_{y_{b,t}}` are those of :func:`softmax_cross_entropy` with
+    :math:`C = V`:
+
+    .. math::
+
+        \ell_{b,t} = (1 - \lambda)\,\mathrm{CE}_{b,t}
+                     + s_{b,t} \Bigl(\frac{\lambda}{V}
+                     + \beta \bigl(1 - \tfrac{H(p_{b,t})}{\log V}\bigr)\Bigr)
+
+        \text{mean} = \frac{\sum_{b,t} m_{b,t}\, \ell_{b,t}}{\sum_{b,t} m_{b,t}\, s_{b,t}},
+        \qquad \text{sum} = \sum_{b,t} m_{b,t}\, \ell_{b,t}
+
+    Args:
+        logits: ``[B, T, V]``.
+        labels: token indices ``[B, T]`` (integer); ``padding_index`` marks padding.
+        class_weights: ``[V]`` non-negative weights, a list or a tensor.
+        robust_lambda: :math:`\lambda \in [0, 1]`.
+        confidence_penalty: :math:`\beta \ge 0`.
+        class_similarities: ``[V, V]`` similarity matrix.
+        class_similarities_temperature: :math:`\tau \ge 0` (0: similarities unused).
+        unique: count each distinct target token once per sequence (compares
+            every pair of steps: ``[B, T, T]`` booleans of memory).
+        label_smoothing: :math:`\varepsilon \in [0, 1)` (not in Ludwig).
+        padding_index: the label left out (default 2, Ludwig's ``<PAD>``); any
+            integer: a negative one, e.g. ``-100``, keeps every real token.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        ``"none"``: :math:`m \ell`, shape ``[B, T]`` (0 at padding); ``"sum"``: their
+        sum; ``"mean"``: the weighted mean over kept tokens (0 if none is kept).
+        Same dtype as ``logits``.
+
+    Examples:
+        >>> import torch, lossfn.functional as LF
+        >>> logits = torch.tensor([[[2.0, 0.0, 0.0, -1.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
+        >>> labels = torch.tensor([[0, 3, 2]])  # the last position is <PAD>
+        >>> round(LF.sequence_softmax_cross_entropy(logits, labels).item(), 4)
+        1.0108
+
+    References:
+        Checked against ``torch.nn.functional.cross_entropy`` with
+        ``ignore_index=2`` on the flattened tokens, and against Ludwig's
+        ``SequenceSoftmaxCrossEntropyLoss`` (which drops the first example of the
+        batch, ``preds[1:]``; lossfn does not: ``docs/ludwig.md``).
+    """
+    return _reduced(
+        "sequence_softmax_cross_entropy",
+        logits,
+        labels,
+        shift=False,
+        padding_index=padding_index,
+        unique=unique,
+        reduction=reduction,
+        class_weights=class_weights,
+        robust_lambda=robust_lambda,
+        confidence_penalty=confidence_penalty,
+        class_similarities=class_similarities,
+        class_similarities_temperature=class_similarities_temperature,
+        label_smoothing=label_smoothing,
+    )
+
+
+@register_loss(
+    "next_token_softmax_cross_entropy",
+    [Feature.SEQUENCE, Feature.TEXT],
+    validate=_validate_tokens("next_token_softmax_cross_entropy"),
+)
+def next_token_softmax_cross_entropy(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    class_weights: ClassWeights = None,
+    robust_lambda: RobustLambda = 0.0,
+    confidence_penalty: ConfidencePenalty = 0.0,
+    class_similarities: ClassSimilarities = None,
+    class_similarities_temperature: SimilarityTemperature = 0.0,
+    unique: Unique = False,
+    label_smoothing: LabelSmoothing = 0.0,
+    padding_index: NextTokenPadding = IGNORE_INDEX,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Next-token softmax cross-entropy: the logits at step :math:`t` predict token :math:`t + 1`.
+
+    Ludwig's loss for LLM text outputs: :func:`sequence_softmax_cross_entropy`
+    of ``logits[:, :-1]`` against ``labels[:, 1:]``. Ludwig's module skips no
+    token, so ``padding_index`` defaults to ``-100`` here, which no real token
+    has (an LLM tokenizer's index 2 is often a real token, such as ``</s>``):
+    mark the positions to leave out with ``-100``, as Hugging Face does, or set
+    ``padding_index`` to the tokenizer's padding token.
+
+    .. math::
+
+        \ell_{b,t} = \ell^{\mathrm{seq}}\bigl(x_{b,t},\, y_{b,t+1}\bigr),
+        \qquad t = 0, \dots, T - 2
+
+    with :math:`\ell^{\mathrm{seq}}`, the keep mask and the reductions of
+    :func:`sequence_softmax_cross_entropy`.
+
+    Args:
+        logits: ``[B, T, V]``.
+        labels: token indices ``[B, T]`` (integer), the input sequence itself.
+        class_weights: ``[V]`` non-negative weights, a list or a tensor.
+        robust_lambda: :math:`\lambda \in [0, 1]`.
+        confidence_penalty: :math:`\beta \ge 0`.
+        class_similarities: ``[V, V]`` similarity matrix.
+        class_similarities_temperature: :math:`\tau \ge 0` (0: similarities unused).
+        unique: count each distinct target token once per sequence.
+        label_smoothing: :math:`\varepsilon \in [0, 1)` (not in Ludwig).
+        padding_index: the label left out; the default ``-100`` (Hugging Face's
+            ignored label) keeps every real token, as Ludwig does.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        ``"none"``: shape ``[B, T - 1]`` (0 at padding); ``"sum"``: their sum;
+        ``"mean"``: the weighted mean over kept tokens. Same dtype as ``logits``.
+
+    Examples:
+        >>> import torch, lossfn.functional as LF
+        >>> logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 5.0]]])
+        >>> labels = torch.tensor([[0, 0, 1]])
+        >>> round(LF.next_token_softmax_cross_entropy(logits, labels).item(), 4)
+        0.3955
+
+    References:
+        Checked against ``torch.nn.functional.cross_entropy`` on the shifted,
+        flattened tokens (the recipe of Hugging Face ``transformers``' causal LM
+        loss) and Ludwig's ``NextTokenSoftmaxCrossEntropyLoss``.
+    """
+    return _reduced(
+        "next_token_softmax_cross_entropy",
+        logits,
+        labels,
+        shift=True,
+        padding_index=padding_index,
+        unique=unique,
+        reduction=reduction,
+        class_weights=class_weights,
+        robust_lambda=robust_lambda,
+        confidence_penalty=confidence_penalty,
+        class_similarities=class_similarities,
+        class_similarities_temperature=class_similarities_temperature,
+        label_smoothing=label_smoothing,
+    )
+
+
+def _reduced(name: str, logits: Tensor, labels: Tensor, *, reduction: str, **params: Any) -> Tensor:
+    loss, weights = _token_terms(name, logits, labels, **params)
+    return reduce_loss(loss, reduction, name=name, weights=weights).to(logits.dtype)
