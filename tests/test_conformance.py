@@ -236,7 +236,9 @@ def test_module_signature_shows_the_parameters(name):
     module_cls = getattr(lossfn.nn, spec.class_name)
     assert module_cls is spec.module and issubclass(module_cls, torch.nn.Module)
     parameters = inspect.signature(module_cls).parameters
-    expected = {**_function_defaults(name), "weight": 1.0, "reduction": "mean", "validate_inputs": True}
+    expected = {
+        **_function_defaults(name), "weight": 1.0, "reduction": "mean", "validate_inputs": True, "vocabulary": None,
+    }
     assert {k: p.default for k, p in parameters.items()} == expected
     assert all(p.kind is p.KEYWORD_ONLY for p in parameters.values())
 

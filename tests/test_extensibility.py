@@ -104,11 +104,61 @@ def test_whole_value_checks_from_the_signature():
 
     with temporary_registry():
         lossfn.register_loss("weighted_check", ["number"])(weighted)
-        with pytest.raises(msgspec.ValidationError, match=r"`weights` to be weights that sum to more than 0"):
+        with pytest.raises(
+            msgspec.ValidationError, match=r"^Expected weights that sum to more than 0, got \[0.0, 0.0\] - at `\$.weights`$"
+        ):
             lossfn.decode_config({"type": "weighted_check", "weights": [0.0, 0.0]})
-        with pytest.raises(msgspec.ValidationError, match="sum to more than 0"):
+        with pytest.raises(msgspec.ValidationError, match=r"^WeightedCheck: Expected .* sum to more than 0.* at `\$.weights`$"):
             lossfn.nn.WeightedCheck(weights=[0.0])
         assert lossfn.nn.WeightedCheck(weights=[0.0, 1.0]).weights.tolist() == [0.0, 1.0]
+
+
+def test_checks_across_fields_and_mapping_parameters_with_a_vocabulary():
+    def paired(
+        logits: Tensor,
+        labels: Tensor,
+        *,
+        scales: Annotated[
+            list[float] | dict[str, float] | None, Meta(description="one scale per column, or by name"), AsTensor()
+        ] = None,
+        offsets: Annotated[
+            list[float] | None,
+            Meta(description="one offset per scale"),
+            AsTensor(),
+            Check(lambda o, s: s is None or len(o) == len(s), "one offset per scale", uses=("scales",)),
+        ] = None,
+        reduction: Reduction = "mean",
+    ) -> Tensor:
+        if scales is not None:
+            logits = logits * torch.as_tensor(scales, dtype=logits.dtype)
+        if offsets is not None:
+            logits = logits + torch.as_tensor(offsets, dtype=logits.dtype)
+        return lossfn.functional.mean_squared_error(logits, labels, reduction=reduction)
+
+    with temporary_registry():
+        lossfn.register_loss("paired_check", ["vector"])(paired)
+        with pytest.raises(msgspec.ValidationError, match=r"one offset per scale, got \[1.0\] - at `\$.offsets`"):
+            lossfn.decode_config({"type": "paired_check", "scales": [1, 2], "offsets": [1]})
+        cfg = lossfn.decode_config({"type": "paired_check", "scales": {"b": 2, "a": 1}})
+        with pytest.raises(msgspec.ValidationError, match=r"pass vocabulary=\[...\].* at `\$.scales`"):
+            lossfn.build(cfg)
+        with pytest.raises(msgspec.ValidationError, match=r"missing \['c'\], not in the vocabulary \[\].* at `\$.scales`"):
+            lossfn.build(cfg, vocabulary=["a", "b", "c"])
+        module = lossfn.build(cfg, vocabulary=["a", "b"])
+        assert module.scales.tolist() == [1.0, 2.0] and module.config is cfg
+        x, y = torch.randn(3, 2), torch.randn(3, 2)
+        torch.testing.assert_close(module(x, y), ((x * torch.tensor([1.0, 2.0]) - y) ** 2).mean())
+
+
+def test_ludwig_class_weights_by_name_resolve_with_the_vocabulary():
+    vocabulary = ["<UNK>", "cat", "dog"]
+    cfg = lossfn.decode_config({"type": "softmax_cross_entropy", "class_weights": {"dog": 3, "<UNK>": 0.5, "cat": 1}})
+    module = lossfn.build(cfg, vocabulary=vocabulary)
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor([0.5, 1.0, 3.0]))
+    torch.testing.assert_close(module(logits, labels), expected)
+    with pytest.raises(ValueError, match=r"^softmax_cross_entropy: class_weights must be a list or a tensor \(a mapping"):
+        lossfn.functional.softmax_cross_entropy(logits, labels, class_weights={"cat": 1.0})
 
 
 def test_torch_route_registers_a_torch_loss_in_one_line():

@@ -740,3 +740,20 @@ def test_docstring_sections_and_examples(name):
     for test in finder.find(fn, name, globs={}):
         runner.run(test)
     assert runner.failures == 0 and runner.tries > 0
+
+
+# -- checks across fields and names resolved with a vocabulary (the config layer) ----------
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "sequence_softmax_cross_entropy", "next_token_softmax_cross_entropy"])
+def test_similarities_must_match_class_weights_and_temperature_needs_similarities(loss):
+    eye = [[1.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(msgspec.ValidationError, match=r"one row per class weight.* at `\$.class_similarities`$"):
+        lossfn.decode_config({"type": loss, "class_weights": [1, 2, 3], "class_similarities": eye})
+    with pytest.raises(msgspec.ValidationError, match=r"0 unless class_similarities are given.* at `\$.class_similarities_temperature`$"):
+        lossfn.decode_config({"type": loss, "class_similarities_temperature": 1.0})
+    config = lossfn.decode_config(
+        {"type": loss, "class_weights": {"a": 1, "b": 2}, "class_similarities": eye, "class_similarities_temperature": 0.5}
+    )
+    module = lossfn.build(config, vocabulary=["a", "b"])
+    assert module.class_weights.tolist() == [1.0, 2.0]

@@ -37,7 +37,16 @@ __all__ = ["binary_weighted_cross_entropy", "sigmoid_cross_entropy", "softmax_cr
 
 
 def _positive_sum(weights: Any) -> bool:
-    return float(sum(weights)) > 0
+    values = weights.values() if isinstance(weights, dict) else weights
+    return float(sum(values)) > 0
+
+
+def _one_row_per_class(matrix: Any, weights: Any) -> bool:
+    return weights is None or len(matrix) == len(weights)
+
+
+def _used_with_similarities(temperature: float, similarities: Any) -> bool:
+    return temperature == 0 or similarities is not None
 
 
 def _square(matrix: Any) -> bool:
@@ -45,8 +54,10 @@ def _square(matrix: Any) -> bool:
 
 
 ClassWeights = Annotated[
-    Annotated[list[Annotated[float, Meta(ge=0)]], Meta(min_length=1)] | None,
-    Meta(description="one non-negative weight per class (None: all 1)"),
+    Annotated[list[Annotated[float, Meta(ge=0)]], Meta(min_length=1)]
+    | Annotated[dict[str, Annotated[float, Meta(ge=0)]], Meta(min_length=1)]
+    | None,
+    Meta(description="one non-negative weight per class, or {class name: weight} (None: all 1)"),
     AsTensor(),
     # all-zero weights make the weighted mean 0/0 (nan in torch and Ludwig)
     Check(_positive_sum, "weights that sum to more than 0"),
@@ -62,9 +73,12 @@ ClassSimilarities = Annotated[
     Meta(description="[C, C] class similarities; softmax(row y / temperature) is the target of class y"),
     AsTensor(),
     Check(_square, "a square matrix (C rows of C numbers)"),
+    Check(_one_row_per_class, "one row per class weight", uses=("class_weights",)),
 ]
 SimilarityTemperature = Annotated[
-    float, Meta(ge=0.0, description="temperature of the softmax over a similarity row (0: similarities unused)")
+    float,
+    Meta(ge=0.0, description="temperature of the softmax over a similarity row (0: similarities unused)"),
+    Check(_used_with_similarities, "0 unless class_similarities are given", uses=("class_similarities",)),
 ]
 LabelSmoothing = Annotated[
     float, Meta(ge=0.0, lt=1.0, description="mass moved from the labels to the uniform distribution")

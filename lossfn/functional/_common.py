@@ -8,7 +8,7 @@ hook, which modules and the CLI call, never the pure function.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -118,6 +118,11 @@ def as_param(
     loss: str, arg: str, value: Tensor | Sequence[Any], like: Tensor, shape_: tuple[int, ...]
 ) -> Tensor:
     """A tensor-valued hyperparameter (list or tensor) on ``like``'s device and dtype."""
+    if isinstance(value, Mapping):
+        raise fail(
+            loss, arg, "a list or a tensor (a mapping of class names needs a vocabulary: "
+            "lossfn.build(config, vocabulary=[...]))", "a mapping",
+        )
     if isinstance(value, Tensor):
         tensor = value.to(device=like.device, dtype=like.dtype)
     else:

@@ -65,8 +65,9 @@ def mean_squared_error(logits: Tensor, labels: Tensor, *, reduction: Reduction =
     check_floating(name, "logits", logits)
     check_min_rank(name, "logits", logits, 1, "[B] or [B, ...]")
     check_same_shape(name, logits, labels)
-    squared = (logits - labels.to(logits.dtype)).square()
-    return reduce_loss(mean_over_features(squared), reduction, name=name)
+    x = logits.to(compute_dtype(logits))  # float32 for half inputs, like the other losses
+    squared = (x - labels.to(x.dtype)).square()
+    return reduce_loss(mean_over_features(squared), reduction, name=name).to(logits.dtype)
 
 
 _MAE_DOC = r"""Mean absolute error between predictions and targets (torch's ``l1_loss``).

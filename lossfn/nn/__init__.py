@@ -5,6 +5,7 @@
 SoftmaxCrossEntropy(label_smoothing=0.1, reduction='mean')
 """
 
+from collections.abc import Sequence as _Sequence
 from typing import Any
 
 from lossfn.registry import Feature as _Feature
@@ -25,15 +26,21 @@ def build(
     feature: _Feature | str | None = None,
     reduction: _Reduction = "mean",
     validate_inputs: bool = True,
+    vocabulary: _Sequence[str] | None = None,
 ) -> DerivedLoss:
     """An ``nn.Module`` from a loss config: a config instance, a mapping or JSON.
+
+    ``vocabulary`` (class names in index order) resolves tensor parameters that a
+    config gives as mappings (Ludwig's ``class_weights: {"cat": 1, "dog": 2}``).
 
     >>> import lossfn
     >>> lossfn.build({"type": "mean_squared_error", "weight": 0.5})
     MeanSquaredError(reduction='mean', weight=0.5)
     """
     config = _decode_config(config, feature=feature)
-    return _spec_of(config).module.from_config(config, reduction=reduction, validate_inputs=validate_inputs)
+    return _spec_of(config).module.from_config(
+        config, reduction=reduction, validate_inputs=validate_inputs, vocabulary=vocabulary
+    )
 
 
 def __getattr__(name: str) -> Any:

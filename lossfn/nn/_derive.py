@@ -10,13 +10,14 @@ keeps tensor-valued ones as buffers, and ``forward`` calls the pure function.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import msgspec
 import torch
 
 from lossfn.registry import REDUCTIONS, LossSpec, Reduction, register_deriver
-from lossfn.schemas import WEIGHT, LossConfigError, decode_config
+from lossfn.schemas import WEIGHT, LossConfigError, decode_config, field_path
 
 __all__ = ["DerivedLoss", "module_class"]
 
@@ -32,13 +33,14 @@ class DerivedLoss(torch.nn.Module):
     def _setup(self, kwargs: dict[str, Any]) -> None:
         reduction = kwargs.pop("reduction", "mean")
         validate_inputs = kwargs.pop("validate_inputs", True)
+        vocabulary = kwargs.pop("vocabulary", None)
         tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
         plain = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
         try:
             config = msgspec.convert(plain, type=self.spec.config)
         except msgspec.ValidationError as exc:
-            raise LossConfigError(f"{type(self).__name__}: {exc}") from None
-        self._setup_from_config(config, tensors, reduction, validate_inputs)
+            raise LossConfigError(f"{type(self).__name__}: {field_path(str(exc))}") from None
+        self._setup_from_config(config, tensors, reduction, validate_inputs, vocabulary)
 
     def _setup_from_config(
         self,
@@ -46,6 +48,7 @@ class DerivedLoss(torch.nn.Module):
         tensors: dict[str, torch.Tensor],
         reduction: str,
         validate_inputs: bool,
+        vocabulary: Sequence[str] | None = None,
     ) -> None:
         torch.nn.Module.__init__(self)
         if reduction not in REDUCTIONS:
@@ -58,6 +61,8 @@ class DerivedLoss(torch.nn.Module):
         self._config = config
         for param in self.spec.params:
             value = getattr(config, param.name)
+            if param.tensor and isinstance(value, Mapping):
+                value = self._by_vocabulary(param.name, value, vocabulary)
             if param.tensor:
                 buffer = tensors.get(param.name)
                 if buffer is None and value is not None:
@@ -70,11 +75,40 @@ class DerivedLoss(torch.nn.Module):
             else:
                 setattr(self, param.name, value)
 
+    def _by_vocabulary(self, name: str, mapping: Mapping[str, Any], vocabulary: Sequence[str] | None) -> list[Any]:
+        """A ``{class name: value}`` parameter as a list in the vocabulary's order.
+
+        As in Ludwig, the names must be exactly the vocabulary's.
+        """
+        where = f" - at `$.{name}`"
+        if vocabulary is None:
+            raise LossConfigError(
+                f"{type(self).__name__}: `{name}` maps class names to values; pass vocabulary=[...] "
+                f"(the class names in index order) to resolve it{where}"
+            )
+        missing = [c for c in vocabulary if c not in mapping]
+        extra = [c for c in mapping if c not in set(vocabulary)]
+        if missing or extra:
+            raise LossConfigError(
+                f"{type(self).__name__}: the names of `{name}` must be the vocabulary's; "
+                f"missing {missing}, not in the vocabulary {extra}{where}"
+            )
+        return [mapping[c] for c in vocabulary]
+
     @classmethod
     def from_config(
-        cls, config: Any, *, reduction: Reduction = "mean", validate_inputs: bool = True
+        cls,
+        config: Any,
+        *,
+        reduction: Reduction = "mean",
+        validate_inputs: bool = True,
+        vocabulary: Sequence[str] | None = None,
     ) -> "DerivedLoss":
-        """Build the module from a config instance (or anything ``decode_config`` takes)."""
+        """Build the module from a config instance (or anything ``decode_config`` takes).
+
+        ``vocabulary`` (class names in index order) resolves tensor parameters
+        written as mappings, e.g. ``class_weights: {"cat": 1.0, "dog": 2.0}``.
+        """
         if not isinstance(config, msgspec.Struct):
             config = decode_config(config)
         if not isinstance(config, cls.spec.config):
@@ -82,7 +116,7 @@ class DerivedLoss(torch.nn.Module):
                 f"{cls.__name__}.from_config takes a {cls.spec.config.__name__}; got {type(config).__name__}"
             )
         module = cls.__new__(cls)
-        module._setup_from_config(config, {}, reduction, validate_inputs)
+        module._setup_from_config(config, {}, reduction, validate_inputs, vocabulary)
         return module
 
     @classmethod
@@ -127,6 +161,7 @@ def _init_signature(spec: LossSpec) -> inspect.Signature:
         inspect.Parameter("weight", keyword, default=1.0, annotation=WEIGHT),
         inspect.Parameter("reduction", keyword, default="mean", annotation=Reduction),
         inspect.Parameter("validate_inputs", keyword, default=True, annotation=bool),
+        inspect.Parameter("vocabulary", keyword, default=None, annotation=Sequence[str] | None),
     ]
     return inspect.Signature(parameters, return_annotation=None)
 
@@ -134,9 +169,10 @@ def _init_signature(spec: LossSpec) -> inspect.Signature:
 def _doc(spec: LossSpec) -> str:
     return (
         f"Module form of :func:`lossfn.functional.{spec.name}` (generated from its signature).\n\n"
-        f"Keyword arguments are the config's fields plus ``reduction`` and ``validate_inputs``\n"
-        f"(label-range checks, a host sync, on by default). ``forward(logits, labels)`` calls\n"
-        f"the function.\n\n{spec.doc}"
+        f"Keyword arguments are the config's fields plus ``reduction``, ``validate_inputs``\n"
+        f"(label-range checks, a host sync, on by default) and ``vocabulary`` (class names in\n"
+        f"index order, to resolve tensor parameters given as mappings). ``forward(logits,\n"
+        f"labels)`` calls the function.\n\n{spec.doc}"
     )
 
 

@@ -36,7 +36,7 @@ Reduction = Literal["none", "mean", "sum"]
 REDUCTIONS: tuple[str, ...] = typing.get_args(Reduction)
 
 #: Names a loss parameter may not take: the config and module use them.
-RESERVED = frozenset({"type", "weight", "validate_inputs", "config"})
+RESERVED = frozenset({"type", "weight", "validate_inputs", "vocabulary", "config"})
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
@@ -59,11 +59,16 @@ class Check:
 
     ``Check(lambda w: sum(w) > 0, "weights that sum to more than 0")``: the
     derived config rejects a value (other than ``None``) for which the predicate
-    is false, with a validation error naming the field and ``expected``.
+    is false, with a validation error at the field's path saying ``expected``.
+
+    A check that spans several fields names them in ``uses``; the predicate then
+    gets their values after its own: ``Check(lambda s, w: w is None or len(s) ==
+    len(w), "C rows for C class weights", uses=("class_weights",))``.
     """
 
-    predicate: Callable[[Any], bool]
+    predicate: Callable[..., bool]
     expected: str
+    uses: tuple[str, ...] = ()
 
 
 class LossContractError(TypeError):
@@ -214,6 +219,12 @@ def read_signature(name: str, fn: Callable[..., Any]) -> tuple[Param, ...]:
         params.append(Param(p.name, p.annotation, p.default, description, tensor, checks))
     if not seen_reduction:
         raise broken('needs a keyword-only parameter reduction: Reduction = "mean"')
+    names = {p.name for p in params}
+    for p in params:
+        for check in p.checks:
+            unknown = set(check.uses) - names
+            if unknown:
+                raise broken(f"a Check on {p.name!r} uses unknown parameters {sorted(unknown)}")
     return tuple(params)
 
 

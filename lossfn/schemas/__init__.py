@@ -17,6 +17,7 @@ from ._derive import spec_of
 from ._io import LossConfigError
 from ._io import decode_config
 from ._io import encode_config
+from ._io import field_path
 from ._io import load_config
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "config_type",
     "decode_config",
     "encode_config",
+    "field_path",
     "json_schema",
     "load_config",
     "spec_of",

@@ -25,6 +25,9 @@ WEIGHT = Annotated[
     msgspec.Meta(ge=0.0, description="weight of this loss in a multi-output total (not applied inside the loss)"),
 ]
 
+#: How a whole-value check names its field inside msgspec's message (see field_path).
+FIELD_MARK = "[field {}]"
+
 _STRUCT_OPTIONS = dict(kw_only=True, frozen=True, forbid_unknown_fields=True, tag_field="type")
 MODULE = "lossfn.schemas"
 
@@ -41,9 +44,10 @@ def _post_init(spec: LossSpec):
             if value is None:
                 continue
             for check in checks:
-                if not check.predicate(value):
-                    # msgspec turns this into a ValidationError and adds the path
-                    raise ValueError(f"Expected `{name}` to be {check.expected}, got {value!r}")
+                if not check.predicate(value, *(getattr(self, other) for other in check.uses)):
+                    # msgspec turns this into a ValidationError with the struct's path;
+                    # field_path() moves the field into that path
+                    raise ValueError(f"Expected {check.expected}, got {value!r} {FIELD_MARK.format(name)}")
 
     return __post_init__
 

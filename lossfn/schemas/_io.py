@@ -18,7 +18,7 @@ from lossfn.registry import Feature
 
 from ._derive import config_type, union_members
 
-__all__ = ["LossConfigError", "decode_config", "encode_config", "load_config"]
+__all__ = ["LossConfigError", "decode_config", "encode_config", "field_path", "load_config"]
 
 _FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 
@@ -31,9 +31,25 @@ def _tags(union: Any) -> list[str]:
     return [cls.__struct_config__.tag for cls in union_members(union)]
 
 
+_FIELD = re.compile(r"^(.*) \[field (\w+)\](?: - at `(\$[^`]*)`)?$", re.S)
+
+
+def field_path(message: str) -> str:
+    """Put the field of a whole-value check into the JSON path of msgspec's message.
+
+    ``"Expected X, got Y [field w]"`` (msgspec adds no path at the top level) ->
+    ``"Expected X, got Y - at `$.w`"``; nested: ``... - at `$.outputs.price.w```.
+    """
+    match = _FIELD.match(message)
+    if not match:
+        return message
+    text, field, path = match.groups()
+    return f"{text} - at `{path or '$'}.{field}`"
+
+
 def _explain(error: msgspec.ValidationError, union: Any, feature: Feature | None) -> LossConfigError:
     """Re-raise msgspec's error as a `LossConfigError`; for a bad ``type``, list the choices."""
-    message = str(error)
+    message = field_path(str(error))
     match = re.match(r"Invalid value '(.*)' - at `(\$(?:.*\.)?type)`$", message)
     if match:
         tag, path = match.groups()
