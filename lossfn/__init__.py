@@ -7,6 +7,7 @@ CLI page are derived from the function's signature.
 
 from typing import Any
 
+from lossfn import compose
 from lossfn import functional
 from lossfn import nn
 from lossfn import schemas
@@ -46,6 +47,7 @@ __all__ = [
     "Reduction",
     "UnknownLossError",
     "build",
+    "compose",
     "config_type",
     "decode_config",
     "default_loss",

@@ -18,7 +18,7 @@ import msgspec
 
 import lossfn
 from lossfn.registry import Feature, LossSpec, UnknownLossError, get_loss, losses_for, registered
-from lossfn.schemas import LossConfigError, encode_config, json_schema, load_config
+from lossfn.schemas import LossConfigError, encode_config, json_schema, load_config, python_type
 
 __all__ = ["loss_page", "loss_table", "main"]
 
@@ -31,31 +31,6 @@ def _constraint(param_meta: Sequence[msgspec.Meta]) -> str:
     symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
     parts = [f"{symbols[k]} {getattr(m, k)}" for m in param_meta for k in symbols if getattr(m, k) is not None]
     return ", ".join(parts)
-
-
-def _type_name(annotation: Any) -> str:
-    info = msgspec.inspect.type_info(annotation)
-
-    def name(t: Any) -> str:
-        if isinstance(t, msgspec.inspect.Metadata):
-            return name(t.type)
-        if isinstance(t, msgspec.inspect.UnionType):
-            return " | ".join(name(x) for x in t.types)
-        if isinstance(t, msgspec.inspect.ListType):
-            return f"list[{name(t.item_type)}]"
-        if isinstance(t, msgspec.inspect.DictType):
-            return f"dict[{name(t.key_type)}, {name(t.value_type)}]"
-        if isinstance(t, msgspec.inspect.LiteralType):
-            return " | ".join(map(repr, t.values))
-        return {
-            "FloatType": "float",
-            "IntType": "int",
-            "BoolType": "bool",
-            "StrType": "str",
-            "NoneType": "None",
-        }.get(type(t).__name__, type(t).__name__)
-
-    return name(info)
 
 
 def _parameters(spec: LossSpec) -> str:
@@ -94,7 +69,7 @@ def _md_row(row: Sequence[str]) -> str:
 def loss_page(name: str) -> str:
     """The page of ``lossfn show NAME``."""
     spec = get_loss(name)
-    params = [f"{p.name}: {_type_name(p.annotation)} = {p.default!r}" for p in spec.params]
+    params = [f"{p.name}: {python_type(p.annotation)} = {p.default!r}" for p in spec.params]
     arguments = ", ".join(["logits", "labels", "*", *params, "reduction='mean'"])
     signature = f"{spec.name}({arguments})"
     lines = [spec.name, "=" * len(spec.name), "", signature, ""]
@@ -107,7 +82,7 @@ def loss_page(name: str) -> str:
     for p in spec.params:
         bounds = _constraint(p.meta)
         extra = [f"default {p.default!r}", *([bounds] if bounds else []), *(c.expected for c in p.checks)]
-        lines.append(f"  {p.name} ({_type_name(p.annotation)}; {'; '.join(extra)})")
+        lines.append(f"  {p.name} ({python_type(p.annotation)}; {'; '.join(extra)})")
         lines.append(f"      {p.description}")
     lines.append("  weight (float; default 1.0; >= 0.0)")
     lines.append("      weight of this loss in a multi-output total")
@@ -167,12 +142,6 @@ def _cmd_stubs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from lossfn import demo
-
-    return demo.main(args.demo_args)
-
-
 def _parser() -> argparse.ArgumentParser:
     features = [f.value for f in Feature]
     parser = argparse.ArgumentParser(prog="lossfn", description="Loss functions for PyTorch: list, show, validate, export.")
@@ -202,14 +171,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write to this file (lossfn/nn/__init__.pyi) instead of stdout")
     p.set_defaults(run=_cmd_stubs)
 
-    p = commands.add_parser("demo", help="train small models on noisy labels: why robust losses exist", add_help=False)
-    p.add_argument("demo_args", nargs=argparse.REMAINDER)
-    p.set_defaults(run=_cmd_demo)
+    # listed for --help; main() hands `lossfn demo ...` to lossfn.demo.main before parsing
+    commands.add_parser("demo", help="train small models on noisy labels: why robust losses exist", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lossfn`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:  # the demo parses its own options (argparse.REMAINDER drops "--x")
+        from lossfn import demo
+
+        return demo.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return args.run(args)

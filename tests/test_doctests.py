@@ -11,7 +11,7 @@ import pytest
 import lossfn
 
 MODULES = sorted(
-    {"lossfn.nn"}
+    {"lossfn.nn", "lossfn.compose"}
     | {f"lossfn.functional.{m.name}" for m in pkgutil.iter_modules(lossfn.functional.__path__)}
 )
 

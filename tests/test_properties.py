@@ -32,9 +32,15 @@ def _bounded_floats(info: msgspec.inspect.FloatType) -> st.SearchStrategy[float]
 
 
 def hyperparameters(name: str) -> st.SearchStrategy[dict]:
-    """Valid values for each scalar float hyperparameter of the loss (others at defaults)."""
+    """Valid values for each scalar float hyperparameter of the loss (others at defaults).
+
+    A parameter whose validity depends on other fields (a ``Check`` with ``uses``)
+    stays at its default: its bounds alone do not say which values are valid.
+    """
     fields = {}
     for param in lossfn.get_loss(name).params:
+        if any(check.uses for check in param.checks):
+            continue
         info = msgspec.inspect.type_info(param.annotation)
         while isinstance(info, msgspec.inspect.Metadata):
             info = info.type

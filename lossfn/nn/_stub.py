@@ -9,41 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from lossfn.registry import LossSpec, registered
+from lossfn.schemas import python_type
 
-__all__ = ["python_type", "render_stub"]
-
-_SCALARS = {
-    msgspec.inspect.FloatType: "float",
-    msgspec.inspect.IntType: "int",
-    msgspec.inspect.BoolType: "bool",
-    msgspec.inspect.StrType: "str",
-    msgspec.inspect.NoneType: "None",
-}
-
-
-def python_type(annotation: Any) -> str:
-    """A type expression for ``annotation`` (``Annotated`` metadata dropped)."""
-
-    def render(info: Any) -> str:
-        if isinstance(info, msgspec.inspect.Metadata):
-            return render(info.type)
-        if type(info) in _SCALARS:
-            return _SCALARS[type(info)]
-        if isinstance(info, msgspec.inspect.UnionType):
-            return " | ".join(render(t) for t in info.types)
-        if isinstance(info, msgspec.inspect.ListType):
-            return f"list[{render(info.item_type)}]"
-        if isinstance(info, msgspec.inspect.DictType):
-            return f"dict[{render(info.key_type)}, {render(info.value_type)}]"
-        if isinstance(info, msgspec.inspect.LiteralType):
-            return f"Literal[{', '.join(map(repr, info.values))}]"
-        return "Any"
-
-    return render(msgspec.inspect.type_info(annotation))
-
+__all__ = ["render_stub"]
 
 def _init(spec: LossSpec) -> str:
     arguments = ["self", "*"]

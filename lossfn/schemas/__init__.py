@@ -13,6 +13,7 @@ from ._derive import alias_configs
 from ._derive import config_class
 from ._derive import config_type
 from ._derive import json_schema
+from ._derive import python_type
 from ._derive import spec_of
 from ._io import LossConfigError
 from ._io import decode_config
@@ -32,6 +33,7 @@ __all__ = [
     "field_path",
     "json_schema",
     "load_config",
+    "python_type",
     "spec_of",
 ]
 

@@ -17,7 +17,7 @@ import msgspec
 
 from lossfn.registry import Feature, LossSpec, camel_case, generation, register_deriver, registered
 
-__all__ = ["WEIGHT", "alias_configs", "config_class", "config_type", "json_schema", "spec_of"]
+__all__ = ["WEIGHT", "alias_configs", "config_class", "config_type", "json_schema", "python_type", "spec_of"]
 
 #: The field every config has: the loss's weight in a multi-output total.
 WEIGHT = Annotated[
@@ -139,6 +139,36 @@ def _schema(feature: Feature | None, _generation: int) -> dict[str, Any]:
     schema = msgspec.json.schema(config_type(feature))
     title = "lossfn loss config" + (f" ({feature.value} features)" if feature else "")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+
+
+_SCALARS = {
+    msgspec.inspect.FloatType: "float",
+    msgspec.inspect.IntType: "int",
+    msgspec.inspect.BoolType: "bool",
+    msgspec.inspect.StrType: "str",
+    msgspec.inspect.NoneType: "None",
+}
+
+
+def python_type(annotation: Any) -> str:
+    """A type expression for ``annotation`` (``Annotated`` metadata dropped)."""
+
+    def render(info: Any) -> str:
+        if isinstance(info, msgspec.inspect.Metadata):
+            return render(info.type)
+        if type(info) in _SCALARS:
+            return _SCALARS[type(info)]
+        if isinstance(info, msgspec.inspect.UnionType):
+            return " | ".join(render(t) for t in info.types)
+        if isinstance(info, msgspec.inspect.ListType):
+            return f"list[{render(info.item_type)}]"
+        if isinstance(info, msgspec.inspect.DictType):
+            return f"dict[{render(info.key_type)}, {render(info.value_type)}]"
+        if isinstance(info, msgspec.inspect.LiteralType):
+            return f"Literal[{', '.join(map(repr, info.values))}]"
+        return "Any"
+
+    return render(msgspec.inspect.type_info(annotation))
 
 
 def union_members(union: Any) -> tuple[type, ...]:
