@@ -22,12 +22,22 @@ from ._regression import root_mean_squared_error
 from ._regression import root_mean_squared_percentage_error
 from ._sequence import next_token_softmax_cross_entropy
 from ._sequence import sequence_softmax_cross_entropy
+from ._tempered import bi_tempered_binary_logistic_loss
+from ._tempered import bi_tempered_logistic_loss
+from ._tempered import exp_t
+from ._tempered import log_t
+from ._tempered import tempered_sigmoid
+from ._tempered import tempered_softmax
 from ._torch_route import register_torch_loss
 
 __all__ = [
+    "bi_tempered_binary_logistic_loss",
+    "bi_tempered_logistic_loss",
     "binary_weighted_cross_entropy",
     "corn",
+    "exp_t",
     "huber",
+    "log_t",
     "mean_absolute_error",
     "mean_absolute_percentage_error",
     "mean_squared_error",
@@ -38,6 +48,8 @@ __all__ = [
     "sequence_softmax_cross_entropy",
     "sigmoid_cross_entropy",
     "softmax_cross_entropy",
+    "tempered_sigmoid",
+    "tempered_softmax",
 ]
 
 
