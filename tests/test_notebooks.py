@@ -1,0 +1,91 @@
+"""The example notebooks run top to bottom, and the repository keeps them without outputs.
+
+Each notebook in ``examples/`` is executed with nbclient in a kernel that runs this
+interpreter (``sys.executable``, the project's environment): the test writes its
+own kernelspec under a temporary ``JUPYTER_PATH``, so no kernel installed on the
+machine (another Python without lossfn) is picked by accident. The kernel works
+in ``examples/`` (as a reader's would) and writes its figures to a temporary
+directory given in ``LOSSFN_EXAMPLES_OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
+KERNEL = "lossfn-test-python"
+#: stderr lines that are no fault of a notebook (a fresh machine's first matplotlib import)
+BENIGN_STDERR = ("Matplotlib is building the font cache",)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """A kernelspec for this interpreter, found through ``JUPYTER_PATH``; its name."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": KERNEL, "language": "python"}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(root))
+        patch.setenv("JUPYTER_PLATFORM_DIRS", "1")  # jupyter_core's future default; no warning
+        patch.setenv("MPLBACKEND", "Agg")
+        yield KERNEL
+
+
+def git_status() -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--ignored", "--", "."],
+        cwd=EXAMPLES,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+
+
+def test_there_are_three_notebooks_at_least():
+    names = [path.name for path in NOTEBOOKS]
+    assert {"01_tour.ipynb", "02_transforms.ipynb", "03_multi_output.ipynb"} <= set(names), names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    code = [(i, cell) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    stored = [i for i, cell in code if cell.outputs or cell.execution_count is not None]
+    assert not stored, f"{path.name}: cells {stored} keep outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path, kernel, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOSSFN_EXAMPLES_OUT", str(tmp_path))
+    before = git_status()
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook, kernel_name=kernel, timeout=120, resources={"metadata": {"path": str(EXAMPLES)}}
+    )
+    client.execute()  # raises CellExecutionError, with the cell and the traceback, on any error
+
+    stderr = [
+        (i, line)
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "stream" and output.name == "stderr"
+        for line in output.text.splitlines()
+        if line.strip() and not line.startswith(BENIGN_STDERR)
+    ]
+    assert not stderr, f"{path.name} wrote to stderr (a warning?): {stderr}"
+    assert git_status() == before, "running the notebook left files in the repository"
+    if path.stem == "03_multi_output":
+        assert (tmp_path / "multi_output_losses.png").stat().st_size > 0
