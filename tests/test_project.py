@@ -18,6 +18,14 @@ def test_stored_schema_matches_the_code():
     assert stored == lossfn.json_schema(), "schemas/lossfn.schema.json drifted: run `make schema`"
 
 
+def test_stored_stub_matches_the_registry():
+    from lossfn.nn._stub import render_stub
+
+    stub = (ROOT / "lossfn" / "nn" / "__init__.pyi").read_text()
+    assert stub == render_stub(), "lossfn/nn/__init__.pyi drifted: run `make schema`"
+    compile(stub, "__init__.pyi", "exec")  # valid Python syntax
+
+
 def test_readme_loss_table_is_current():
     text = README.read_text()
     match = re.search(r"<!-- losses:begin -->\n(.*?)\n<!-- losses:end -->", text, re.S)
