@@ -51,7 +51,7 @@ import optree
 import torch
 from torch import Tensor
 
-from lossfn.functional._common import reduce_loss
+from lossfn.functional import reduce_loss
 from lossfn.nn import DerivedLoss
 from lossfn.registry import REDUCTIONS, LossSpec, get_loss, registered
 from lossfn.schemas import LossConfigError, decode_config, spec_of

@@ -36,8 +36,7 @@ def log_cosh(
     value = torch.nn.functional.softplus(2 * r) - r - torch.log(torch.tensor(2.0, dtype=r.dtype))
     if per_dim is not None:
         value = value * torch.as_tensor(per_dim, dtype=r.dtype)
-    per_example = value.mean(-1)
-    return {"none": per_example, "sum": per_example.sum(), "mean": per_example.mean()}[reduction]
+    return lossfn.functional.reduce_loss(value.mean(-1), reduction, name="log_cosh")
 
 
 def test_a_new_loss_gets_everything_for_free(capsys):

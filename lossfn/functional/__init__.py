@@ -11,6 +11,7 @@ from lossfn.registry import get_loss as _get_loss
 from lossfn.registry import registered as _registered
 
 from ._classification import binary_weighted_cross_entropy
+from ._common import reduce_loss
 from ._classification import sigmoid_cross_entropy
 from ._classification import softmax_cross_entropy
 from ._ordinal import corn
@@ -42,6 +43,7 @@ __all__ = [
     "mean_absolute_percentage_error",
     "mean_squared_error",
     "next_token_softmax_cross_entropy",
+    "reduce_loss",
     "register_torch_loss",
     "root_mean_squared_error",
     "root_mean_squared_percentage_error",

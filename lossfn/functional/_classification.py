@@ -284,6 +284,18 @@ def softmax_cross_entropy(
     return reduce_loss(loss, reduction, name=name, weights=denominator).to(logits.dtype)
 
 
+def _binary_cross_entropy(x: Tensor, y: Tensor, positive_weight: Tensor | float | None) -> Tensor:
+    """Elementwise ``-[w y log σ(x) + (1 - y) log(1 - σ(x))]`` as torch's BCE with logits.
+
+    Written ``(1 - y) x + (1 + (w - 1) y) (-log σ(x))`` with ``logsigmoid``: exact
+    and finite for any logit, with the right gradient at ``x = 0``.
+    """
+    neg_log_sigmoid = -F.logsigmoid(x)  # softplus(-x)
+    if positive_weight is not None:
+        neg_log_sigmoid = (1 + (positive_weight - 1) * y) * neg_log_sigmoid
+    return (1 - y) * x + neg_log_sigmoid
+
+
 @register_loss("sigmoid_cross_entropy", [Feature.SET])
 def sigmoid_cross_entropy(
     logits: Tensor,
@@ -338,12 +350,11 @@ def sigmoid_cross_entropy(
     check_same_shape(name, logits, labels)
     x = logits.to(compute_dtype(logits))
     y = labels.to(x.dtype)
-    neg_log_sigmoid = -F.logsigmoid(x)  # softplus(-x), stable for any logit
+    weights = None
     if class_weights is not None:
         weights = as_param(name, "class_weights", class_weights, x, (logits.shape[1],))
         weights = weights.view((logits.shape[1],) + (1,) * (logits.ndim - 2))
-        neg_log_sigmoid = (1 + (weights - 1) * y) * neg_log_sigmoid
-    elementwise = (1 - y) * x + neg_log_sigmoid
+    elementwise = _binary_cross_entropy(x, y, weights)
     return reduce_loss(mean_over_features(elementwise), reduction, name=name).to(logits.dtype)
 
 
@@ -430,10 +441,7 @@ def binary_weighted_cross_entropy(
     check_same_shape(name, logits, labels)
     x = logits.to(compute_dtype(logits))
     y = labels.to(x.dtype)
-    neg_log_sigmoid = -F.logsigmoid(x)  # softplus(-x), stable for any logit
-    if positive_class_weight is not None:
-        neg_log_sigmoid = (1 + (positive_class_weight - 1) * y) * neg_log_sigmoid
-    elementwise = (1 - y) * x + neg_log_sigmoid
+    elementwise = _binary_cross_entropy(x, y, positive_class_weight)
     if not is_zero(robust_lambda):
         elementwise = (1 - robust_lambda) * elementwise + robust_lambda / 2
     if not is_zero(confidence_penalty):
