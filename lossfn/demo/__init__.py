@@ -6,6 +6,8 @@ concentric rings, a 2 -> 10 -> 5 -> 2 network, trained with the logistic loss an
 with the bi-tempered loss on clean labels and under three kinds of label noise.
 Every loss is built from a config with :func:`lossfn.build`, exactly as a user
 would, so ``--loss`` takes any registered classification loss.
+What the run prints and writes (the table, the verdict, ``results.json``, the PNG)
+is in :mod:`lossfn.demo.report`.
 
 Run it with ``lossfn demo`` (``make demo``); ``lossfn demo --help`` lists the options.
 """
@@ -15,11 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import pathlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -27,8 +28,9 @@ import torch
 
 import lossfn
 
-from . import data
+from . import data, report
 from .model import HIDDEN, Ensemble
+from .report import HINT
 from .train import accuracy, fit
 
 __all__ = ["BASELINE", "ROBUST", "TEMPERATURES", "main"]
@@ -57,7 +59,6 @@ whatever t1 is; (0.2, 2.0) was 2 points behind (0.2, 4.0) on large-margin noise.
 TRAIN_SIZE = 400
 TEST_SIZE = 2000
 LEARNING_RATE = 0.01
-HINT = "pip install 'lossfn[demo]'"
 
 # seed streams: one torch.Generator per (seed, purpose), so the purposes never share draws
 _DATA, _INIT, _NOISE = 0, 1, 2
@@ -289,114 +290,13 @@ def _train(run: Run, columns: list[Column], built: dict[bytes, torch.nn.Module],
         progress.close()
 
 
-# -- report -----------------------------------------------------------------------
-
-
-def _mean_std(values: torch.Tensor) -> str:
-    values = values * 100
-    std = values.std().item() if values.numel() > 1 else 0.0
-    return f"{values.mean().item():6.2f} ± {std:4.2f}"
-
-
-def _table(run: Run, columns: list[Column]) -> str:
-    robust = next((col for col in columns if col.per_condition), None)
-    header = ["condition", *(["(t1, t2)"] if robust else []), *(col.label for col in columns)]
-    rows = []
-    for condition in data.CONDITIONS:
-        config = robust.configs[condition] if robust else None
-        temps = [f"({float(config.t1)}, {float(config.t2)})"] if config is not None else []
-        rows.append([condition, *temps, *(_mean_std(run.accuracy[col.label, condition]) for col in columns)])
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-             for r in (header, *rows)]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _comparison(run: Run, columns: list[Column]) -> list[str]:
-    """Each loss against the baseline, paired by seed (same data, same initial weights).
-
-    A condition counts as a clear win (or loss) when the mean paired difference
-    exceeds twice its standard error; anything smaller is reported as no clear
-    difference. One seed has no spread, so it gets no verdict.
-    """
-    lines = []
-    base = columns[0]
-    seeds = len(run.seeds)
-    for col in columns[1:]:
-        lines.append(f"{col.label} minus {base.label}, paired by seed (same data and initial weights), "
-                     "in accuracy points:")
-        verdict: dict[str, list[str]] = {"better": [], "worse": [], "no clear difference": []}
-        for condition in data.CONDITIONS:
-            diff = (run.accuracy[col.label, condition] - run.accuracy[base.label, condition]) * 100
-            better, worse = int((diff > 0).sum()), int((diff < 0).sum())
-            mean = diff.mean().item()
-            std = diff.std().item() if seeds > 1 else 0.0
-            lines.append(f"  {condition:<13} {mean:+6.2f} ± {std:4.2f}   "
-                         f"better on {better}/{seeds} seeds, worse on {worse}/{seeds}")
-            clear = seeds > 1 and abs(mean) > 2 * std / math.sqrt(seeds)
-            verdict["better" if clear and mean > 0 else "worse" if clear else "no clear difference"].append(condition)
-        if seeds > 1:
-            summary = "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in verdict.items())
-            lines.append(f"  verdict (mean difference beyond 2 standard errors): {summary}")
-        else:
-            lines.append("  verdict: one seed has no spread to judge by; run --seeds 3 or more")
-    return lines
-
-
-def _results_json(run: Run, columns: list[Column], args: argparse.Namespace) -> dict[str, Any]:
+def _settings(run: Run, args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of the run, as results.json records them."""
     return {
-        "settings": {
-            "seeds": run.seeds, "epochs": args.epochs, "noise_rate": args.noise_rate,
-            "train_size": TRAIN_SIZE, "test_size": TEST_SIZE, "hidden": list(HIDDEN),
-            "learning_rate": LEARNING_RATE, "rings": dataclasses.asdict(data.RINGS),
-        },
-        "losses": [
-            {
-                "label": col.label,
-                "conditions": {
-                    c: {
-                        "config": lossfn.encode_config(col.configs[c], format="dict"),
-                        "clean_test_accuracy": run.accuracy[col.label, c].tolist(),
-                    }
-                    for c in data.CONDITIONS
-                },
-            }
-            for col in columns
-        ],
+        "seeds": run.seeds, "epochs": args.epochs, "noise_rate": args.noise_rate,
+        "train_size": TRAIN_SIZE, "test_size": TEST_SIZE, "hidden": list(HIDDEN),
+        "learning_rate": LEARNING_RATE, "rings": dataclasses.asdict(data.RINGS),
     }
-
-
-def _plot(run: Run, columns: list[Column], path: pathlib.Path) -> pathlib.Path | None:
-    try:
-        from .plot import Panel, plot_boundaries
-
-        import matplotlib  # noqa: F401  (only to report a missing extra before any work)
-    except ImportError:
-        print(f"lossfn demo: matplotlib is not installed, so no PNG ({HINT})", file=sys.stderr)
-        return None
-
-    def decision(model: Ensemble, copy: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        def logit_gap(points: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                logits = model(points)[copy]
-            return logits[:, 1] - logits[:, 0]  # > 0: class 1
-
-        return logit_gap
-
-    panels = []
-    for col in columns:
-        row = []
-        for g, condition in enumerate(data.CONDITIONS):
-            title = f"test acc. {run.accuracy[col.label, condition][0].item() * 100:.1f}%"
-            if col.per_condition:
-                config = col.configs[condition]
-                title = f"t1={float(config.t1)}, t2={float(config.t2)}: {title}"
-            first_seed = g * len(run.seeds)
-            row.append(Panel(title, decision(run.models[col.label], first_seed), run.x[0],
-                             run.noisy[condition][0], run.flipped[condition][0]))
-        panels.append(row)
-    return plot_boundaries(panels, [col.label for col in columns], list(data.CONDITIONS), path)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -428,18 +328,18 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Clean-test accuracy (%) on {TEST_SIZE} test points, mean ± std over {len(seeds)} "
           f"seed{'s' if len(seeds) != 1 else ''}:")
     print()
-    print(_table(run, columns))
-    comparison = _comparison(run, columns)
+    print(report.table(run, columns))
+    comparison = report.comparison(run, columns)
     if comparison:
         print()
         print("\n".join(comparison))
     print()
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.json"
-    results.write_text(json.dumps(_results_json(run, columns, args), indent=2) + "\n")
+    results.write_text(json.dumps(report.results_json(run, columns, _settings(run, args)), indent=2) + "\n")
     print(f"wrote {results}")
     if not args.no_plot:
-        png = _plot(run, columns, args.out / "decision_boundaries.png")
+        png = report.draw(run, columns, args.out / "decision_boundaries.png")
         if png is not None:
             print(f"wrote {png}")
     print(f"done in {time.perf_counter() - start:.1f} s")

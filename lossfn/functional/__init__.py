@@ -25,10 +25,10 @@ from ._sequence import next_token_softmax_cross_entropy
 from ._sequence import sequence_softmax_cross_entropy
 from ._tempered import bi_tempered_binary_logistic_loss
 from ._tempered import bi_tempered_logistic_loss
-from ._tempered import exp_t
-from ._tempered import log_t
-from ._tempered import tempered_sigmoid
-from ._tempered import tempered_softmax
+from ._tempered_math import exp_t
+from ._tempered_math import log_t
+from ._tempered_math import tempered_sigmoid
+from ._tempered_math import tempered_softmax
 from ._torch_route import register_torch_loss
 
 __all__ = [
