@@ -53,6 +53,9 @@ def main() -> None:
     print(row("hand-written nn.Module, forward", base, base))
     print(row("derived module, forward", per_call(lambda: derived(logits, labels)), base))
     print(row("derived module + label range check, forward", per_call(lambda: checked(logits, labels)), base))
+    weight_tensor = torch.tensor(weights)
+    print(row("(for scale) F.cross_entropy, forward", per_call(
+        lambda: torch.nn.functional.cross_entropy(logits, labels, weight=weight_tensor, label_smoothing=0.1)), base))
     base_bw = per_call(lambda: hand(logits, labels).backward(), number=1000)
     print(row("hand-written nn.Module, forward+backward", base_bw, base_bw))
     print(row("derived module, forward+backward", per_call(lambda: derived(logits, labels).backward(), number=1000), base_bw))

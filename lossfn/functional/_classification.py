@@ -151,12 +151,13 @@ def cross_entropy_terms(
 
     if target is None:  # class indices: gather, no one-hot
         nll = -log_p.gather(1, labels.unsqueeze(1)).squeeze(1)
-        if weights is None:
-            smooth = -log_p.sum(1)
-        else:
-            smooth = -(log_p * weights_c).sum(1)
+        if weights is not None:
             nll = denominator * nll
-        loss = (1 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
+        if is_zero(label_smoothing):  # the common case: skip the smoothing term's pass over C
+            loss = nll
+        else:
+            smooth = -log_p.sum(1) if weights is None else -(log_p * weights_c).sum(1)
+            loss = (1 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
     else:
         target = target * (1 - label_smoothing) + label_smoothing / num_classes
         if weights is not None:
