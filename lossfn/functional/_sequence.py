@@ -172,8 +172,8 @@ def sequence_softmax_cross_entropy(
         >>> import torch, lossfn.functional as LF
         >>> logits = torch.tensor([[[2.0, 0.0, 0.0, -1.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
         >>> labels = torch.tensor([[0, 3, 2]])  # the last position is <PAD>
-        >>> round(LF.sequence_softmax_cross_entropy(logits, labels).item(), 4)
-        1.0108
+        >>> LF.sequence_softmax_cross_entropy(logits, labels)
+        tensor(1.0108)
 
     References:
         Checked against ``torch.nn.functional.cross_entropy`` with
@@ -256,8 +256,8 @@ def next_token_softmax_cross_entropy(
         >>> import torch, lossfn.functional as LF
         >>> logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 5.0]]])
         >>> labels = torch.tensor([[0, 0, 1]])
-        >>> round(LF.next_token_softmax_cross_entropy(logits, labels).item(), 4)
-        0.3955
+        >>> LF.next_token_softmax_cross_entropy(logits, labels)
+        tensor(0.3955)
 
     References:
         Checked against ``torch.nn.functional.cross_entropy`` on the shifted,

@@ -257,12 +257,12 @@ def bi_tempered_logistic_loss(
         >>> import torch, lossfn.functional as LF
         >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
         >>> labels = torch.tensor([0, 2])
-        >>> round(LF.bi_tempered_logistic_loss(logits, labels).item(), 4)  # cross-entropy
-        0.8606
-        >>> round(LF.bi_tempered_logistic_loss(logits, labels, t1=0.8, t2=1.2).item(), 4)
-        0.6326
-        >>> round(LF.bi_tempered_logistic_loss(logits, labels, t1=0.7, t2=0.8).item(), 4)
-        0.5904
+        >>> LF.bi_tempered_logistic_loss(logits, labels)  # cross-entropy
+        tensor(0.8606)
+        >>> LF.bi_tempered_logistic_loss(logits, labels, t1=0.8, t2=1.2)
+        tensor(0.6326)
+        >>> LF.bi_tempered_logistic_loss(logits, labels, t1=0.7, t2=0.8)
+        tensor(0.5904)
 
     References:
         Amid, Warmuth, Anil and Koren, `Robust Bi-Tempered Logistic Loss Based on
