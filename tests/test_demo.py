@@ -20,7 +20,6 @@ from lossfn import demo
 from lossfn.demo import data, train
 from lossfn.demo.model import HIDDEN, Ensemble
 
-ROBUST_REGISTERED = demo.ROBUST in lossfn.registered()
 TINY = ["--seeds", "1", "--epochs", "20"]
 
 
@@ -64,14 +63,10 @@ def test_default_run_prints_the_table_and_writes_the_png(tmp_path, capsys):
     assert torch.get_num_threads() == threads  # restored for the caller
 
     rows = table_rows(out)
-    columns = ["logistic", "bi-tempered"] if ROBUST_REGISTERED else ["logistic"]
-    if ROBUST_REGISTERED:
-        assert rows["condition"] == ["(t1, t2)", *columns]
-        for condition, (t1, t2) in demo.TEMPERATURES.items():
-            assert rows[condition][0] == f"({t1}, {t2})"  # the temperatures are printed
-    else:
-        assert rows["condition"] == columns
-        assert demo.ROBUST in err  # says why the robust loss is missing
+    columns = ["logistic", "bi-tempered"]
+    assert rows["condition"] == ["(t1, t2)", *columns]
+    for condition, (t1, t2) in demo.TEMPERATURES.items():
+        assert rows[condition][0] == f"({t1}, {t2})"  # the temperatures are printed
     for condition in data.CONDITIONS:
         cells = rows[condition][-len(columns) :]
         assert len(cells) == len(columns) and all("±" in cell for cell in cells), rows[condition]
@@ -108,8 +103,7 @@ BAD_LOSSES = [
     ('{"type": ', "Malformed JSON"),
     ('{"type": "softmax_cross_entropy", "class_weights": [1, 2, 3]}', "class_weights"),  # 3 weights, 2 classes
 ]
-if ROBUST_REGISTERED:
-    BAD_LOSSES.insert(0, ('{"type": "bi_tempered_logistic_loss", "t1": 2.0}', "$.t1"))
+BAD_LOSSES.insert(0, ('{"type": "bi_tempered_logistic_loss", "t1": 2.0}', "$.t1"))
 
 
 @pytest.mark.parametrize(("config", "expected"), BAD_LOSSES, ids=[e for _, e in BAD_LOSSES])
@@ -257,3 +251,8 @@ def test_adam_matches_torch_optim():
             optimizer.step()
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b)
+
+
+def test_the_robust_loss_ships_with_lossfn():
+    """The demo's second column is a registered loss, not an optional one."""
+    assert demo.ROBUST in lossfn.registered()
