@@ -124,3 +124,19 @@ def test_from_config_rejects_another_loss_config():
     cfg = lossfn.decode_config({"type": "mean_squared_error"})
     with pytest.raises(TypeError, match="SoftmaxCrossEntropy.from_config takes a SoftmaxCrossEntropyConfig"):
         lossfn.nn.SoftmaxCrossEntropy.from_config(cfg)
+
+
+@pytest.mark.parametrize("name", ["binary_weighted_cross_entropy", "bi_tempered_binary_logistic_loss"])
+def test_binary_modules_check_targets_lie_in_the_unit_interval(name):
+    logits = torch.zeros(3)
+    with pytest.raises(ValueError, match=rf"^{name}: labels must be targets in \[0, 1\]; got values in \[-0.5, 1\]"):
+        lossfn.get_loss(name).module()(logits, torch.tensor([0.0, -0.5, 1.0]))
+    assert torch.isfinite(lossfn.get_loss(name).module()(logits, torch.tensor([True, False, True])))
+
+
+@pytest.mark.parametrize("name", ["corn", "sequence_softmax_cross_entropy", "softmax_cross_entropy"])
+def test_boolean_labels_are_no_class_indices(name):
+    logits = torch.zeros(2, 3, 4) if name.startswith("sequence") else torch.zeros(2, 4)
+    labels = torch.zeros(logits.shape[:-1] if name.startswith("sequence") else (2,), dtype=torch.bool)
+    with pytest.raises(ValueError, match=rf"^{name}: labels must be integer (class|token) indices.*; got dtype torch.bool"):
+        lossfn.get_loss(name).fn(logits, labels)

@@ -571,7 +571,7 @@ def test_num_iters_may_be_a_0d_integer_tensor():
 
 def test_module_validates_labels():
     module = lossfn.get_loss("bi_tempered_binary_logistic_loss").module(t1=0.8, t2=1.2)
-    with pytest.raises(ValueError, match="labels must be in \\[0, 1\\]"):
+    with pytest.raises(ValueError, match="labels must be targets in \\[0, 1\\]"):
         module(torch.zeros(3), torch.tensor([0.0, 2.0, 1.0]))
     module = lossfn.get_loss("tempered_softmax_cross_entropy").module(t2=0.7)
     with pytest.raises(ValueError, match="class indices in \\[0, 2\\]"):

@@ -23,6 +23,7 @@ from ._common import (
     as_param,
     check_class_indices,
     check_floating,
+    check_integer_labels,
     check_min_rank,
     check_same_shape,
     compute_dtype,
@@ -31,6 +32,7 @@ from ._common import (
     reduce_loss,
     shape,
     validate_class_range,
+    validate_unit_range,
 )
 
 __all__ = ["binary_weighted_cross_entropy", "sigmoid_cross_entropy", "softmax_cross_entropy"]
@@ -131,8 +133,7 @@ def cross_entropy_terms(
             raise fail(name, "labels", f"probabilities of the logits' shape {shape(logits)}", f"shape {shape(labels)}")
         target = labels.to(log_p.dtype)
     else:
-        if labels.dtype == torch.bool or labels.is_complex():
-            raise fail(name, "labels", "integer class indices or float probabilities", f"dtype {labels.dtype}")
+        check_integer_labels(name, labels, "integer class indices or float probabilities")
         check_class_indices(name, logits, labels)
         if weights is not None:
             denominator = weights[labels]
@@ -359,16 +360,11 @@ def sigmoid_cross_entropy(
     return reduce_loss(mean_over_features(elementwise), reduction, name=name).to(logits.dtype)
 
 
-def _validate_binary_labels(logits: Tensor, labels: Tensor, **_: Any) -> None:
-    """``validate=`` hook: binary targets lie in [0, 1] (a host sync; modules and CLI only)."""
-    if labels.dtype == torch.bool or labels.numel() == 0:
-        return
-    low, high = float(labels.min()), float(labels.max())
-    if low < 0 or high > 1:
-        raise fail("binary_weighted_cross_entropy", "labels", "targets in [0, 1]", f"values in [{low:g}, {high:g}]")
-
-
-@register_loss("binary_weighted_cross_entropy", [Feature.BINARY], validate=_validate_binary_labels)
+@register_loss(
+    "binary_weighted_cross_entropy",
+    [Feature.BINARY],
+    validate=validate_unit_range("binary_weighted_cross_entropy"),
+)
 def binary_weighted_cross_entropy(
     logits: Tensor,
     labels: Tensor,

@@ -20,6 +20,7 @@ __all__ = [
     "as_param",
     "check_class_indices",
     "check_floating",
+    "check_integer_labels",
     "check_min_rank",
     "check_same_shape",
     "compute_dtype",
@@ -28,6 +29,7 @@ __all__ = [
     "mean_over_features",
     "shape",
     "validate_class_range",
+    "validate_unit_range",
 ]
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -114,6 +116,14 @@ def check_class_indices(loss: str, logits: Tensor, labels: Tensor) -> None:
         )
 
 
+def check_integer_labels(loss: str, labels: Any, expected: str = "integer class indices") -> None:
+    """Labels that index classes or tokens: an integer tensor (not bool, float or complex)."""
+    if not isinstance(labels, Tensor):
+        raise fail(loss, "labels", "a torch.Tensor", type(labels).__name__)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise fail(loss, "labels", expected, f"dtype {labels.dtype}")
+
+
 def as_param(
     loss: str, arg: str, value: Tensor | Sequence[Any], like: Tensor, shape_: tuple[int, ...]
 ) -> Tensor:
@@ -147,5 +157,21 @@ def validate_class_range(loss: str) -> Callable[..., None]:
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
             raise fail(loss, "labels", f"class indices in [0, {num_classes - 1}]", f"values in [{low}, {high}]")
+
+    return validate
+
+
+def validate_unit_range(loss: str) -> Callable[..., None]:
+    """A ``validate=`` hook: binary targets (0/1 or probabilities) lie in ``[0, 1]``.
+
+    A host sync, like :func:`validate_class_range`: modules and the CLI run it.
+    """
+
+    def validate(logits: Tensor, labels: Tensor, **_: Any) -> None:
+        if labels.dtype == torch.bool or labels.numel() == 0:
+            return
+        low, high = float(labels.min()), float(labels.max())
+        if low < 0 or high > 1:
+            raise fail(loss, "labels", "targets in [0, 1]", f"values in [{low:g}, {high:g}]")
 
     return validate

@@ -11,6 +11,7 @@ from lossfn.registry import Feature, Reduction, register_loss
 from ._common import (
     check_class_indices,
     check_floating,
+    check_integer_labels,
     compute_dtype,
     fail,
     reduce_loss,
@@ -76,10 +77,7 @@ def corn(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Te
     check_floating(name, "logits", logits)
     if logits.ndim != 2:
         raise fail(name, "logits", "of shape [B, K]", f"shape {shape(logits)}")
-    if not isinstance(labels, Tensor):
-        raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise fail(name, "labels", "integer class indices", f"dtype {labels.dtype}")
+    check_integer_labels(name, labels, "integer class indices")
     check_class_indices(name, logits, labels)
     x = logits[:, :-1].to(compute_dtype(logits))  # K - 1 tasks
     tasks = torch.arange(x.shape[1], device=labels.device)

@@ -24,7 +24,7 @@ from ._classification import (
     SimilarityTemperature,
     cross_entropy_terms,
 )
-from ._common import check_floating, fail, reduce_loss, shape
+from ._common import check_floating, check_integer_labels, fail, reduce_loss, shape
 
 __all__ = ["next_token_softmax_cross_entropy", "sequence_softmax_cross_entropy"]
 
@@ -57,10 +57,7 @@ def _token_terms(
     check_floating(name, "logits", logits)
     if logits.ndim != 3:
         raise fail(name, "logits", "of shape [B, T, V]", f"shape {shape(logits)}")
-    if not isinstance(labels, Tensor):
-        raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise fail(name, "labels", "integer token indices", f"dtype {labels.dtype}")
+    check_integer_labels(name, labels, "integer token indices")
     if labels.shape != logits.shape[:2]:
         dims = f"[{logits.shape[0]}, {logits.shape[1]}]"
         raise fail(

@@ -25,6 +25,7 @@ from lossfn.registry import Feature, Reduction, register_loss
 from ._common import (
     check_class_indices,
     check_floating,
+    check_integer_labels,
     check_min_rank,
     check_same_shape,
     compute_dtype,
@@ -32,6 +33,7 @@ from ._common import (
     reduce_loss,
     shape,
     validate_class_range,
+    validate_unit_range,
 )
 from ._tempered_math import (
     Temperature,
@@ -287,8 +289,7 @@ def bi_tempered_logistic_loss(
         target = labels.to(x.dtype).movedim(1, -1)
         indices = False
     else:
-        if labels.dtype == torch.bool or labels.is_complex():
-            raise fail(name, "labels", "integer class indices or float probabilities", f"dtype {labels.dtype}")
+        check_integer_labels(name, labels, "integer class indices or float probabilities")
         check_class_indices(name, logits, labels)
         target = labels
         indices = True
@@ -304,16 +305,11 @@ def bi_tempered_logistic_loss(
     return reduce_loss(loss, reduction, name=name).to(logits.dtype)
 
 
-def _validate_binary(logits: Tensor, labels: Tensor, **_: Any) -> None:
-    """Labels in [0, 1] (a host sync: modules and the CLI call it, never the function)."""
-    if labels.numel() == 0:
-        return
-    low, high = float(labels.min()), float(labels.max())
-    if low < 0.0 or high > 1.0:
-        raise fail("bi_tempered_binary_logistic_loss", "labels", "in [0, 1]", f"values in [{low:g}, {high:g}]")
-
-
-@register_loss("bi_tempered_binary_logistic_loss", [Feature.BINARY], validate=_validate_binary)
+@register_loss(
+    "bi_tempered_binary_logistic_loss",
+    [Feature.BINARY],
+    validate=validate_unit_range("bi_tempered_binary_logistic_loss"),
+)
 def bi_tempered_binary_logistic_loss(
     logits: Tensor,
     labels: Tensor,
