@@ -12,7 +12,6 @@ import pathlib
 import sys
 import textwrap
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
 
@@ -103,14 +102,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_schema(args: argparse.Namespace) -> int:
-    text = json.dumps(json_schema(args.feature), indent=2, sort_keys=True) + "\n"
-    if args.output:
-        pathlib.Path(args.output).write_text(text)
-        print(f"wrote {args.output}", file=sys.stderr)
+def _emit(text: str, output: str | None) -> int:
+    """Write a generated document to ``output`` (saying so on stderr), or to stdout."""
+    if output:
+        pathlib.Path(output).write_text(text)
+        print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(args.feature), indent=2, sort_keys=True) + "\n"
+    return _emit(text, args.output)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -134,12 +138,7 @@ def _cmd_stubs(args: argparse.Namespace) -> int:
     from lossfn.nn._stub import render_stub
 
     text = render_stub()
-    if args.output:
-        pathlib.Path(args.output).write_text(text)
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return _emit(text, args.output)
 
 
 def _parser() -> argparse.ArgumentParser:

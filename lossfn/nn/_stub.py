@@ -7,7 +7,6 @@ one with its real ``__init__`` signature. ``lossfn stubs -o lossfn/nn/__init__.p
 
 from __future__ import annotations
 
-from typing import Any
 
 from lossfn.registry import LossSpec, registered
 from lossfn.schemas import python_type
