@@ -238,21 +238,6 @@ def test_a_loss_without_per_example_values_is_refused():
         train.per_copy_loss(lossfn.build({"type": "softmax_cross_entropy"}), logits, labels)  # reduction="mean"
 
 
-def test_adam_matches_torch_optim():
-    torch.manual_seed(0)
-    start = [torch.randn(3, 4), torch.randn(4)]
-    ours = [torch.nn.Parameter(t.clone()) for t in start]
-    theirs = [torch.nn.Parameter(t.clone()) for t in start]
-    optimizers = (train.Adam(ours, lr=0.05), torch.optim.Adam(theirs, lr=0.05))
-    for step in range(5):
-        for params, optimizer in zip((ours, theirs), optimizers):
-            optimizer.zero_grad()
-            (params[0].sin().sum() * (step + 1) + (params[1] ** 2).sum()).backward()
-            optimizer.step()
-    for a, b in zip(ours, theirs):
-        torch.testing.assert_close(a, b)
-
-
 def test_the_robust_loss_ships_with_lossfn():
     """The demo's second column is a registered loss, not an optional one."""
     assert demo.ROBUST in lossfn.registered()

@@ -9,47 +9,14 @@ no gradient crosses from one copy to another.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .model import Ensemble
 
-__all__ = ["Adam", "accuracy", "fit", "per_copy_loss"]
-
-
-class Adam:
-    """Adam (Kingma & Ba, 2015) with ``torch.optim.Adam``'s defaults and update, written out.
-
-    The first ``torch.optim`` optimizer of a process imports ``torch._dynamo``,
-    which takes seconds: a noticeable share of a demo that should run in seconds.
-    """
-
-    def __init__(self, params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
-        self.params = list(params)
-        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
-        self.steps = 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        correction1 = 1 - self.beta1**self.steps
-        correction2 = math.sqrt(1 - self.beta2**self.steps)
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            m.lerp_(p.grad, 1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(p.grad, p.grad, value=1 - self.beta2)
-            p.addcdiv_(m, (v.sqrt() / correction2).add_(self.eps), value=-self.lr / correction1)
+__all__ = ["accuracy", "fit", "per_copy_loss"]
 
 
 def per_copy_loss(loss: nn.Module, logits: Tensor, labels: Tensor) -> Tensor:
@@ -95,7 +62,7 @@ def fit(
         raise ValueError(f"{len(losses)} losses and {len(model.seeds)} networks for labels of shape {tuple(labels.shape)}")
     inputs = x.expand(groups, *x.shape).reshape(groups * seeds, n, x.shape[-1])
     scorers = _groups(losses)
-    optimizer = Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     last = torch.full((groups, seeds), float("nan"))
     for _ in range(epochs):
         optimizer.zero_grad()
