@@ -82,8 +82,11 @@ def _good(logits: Tensor, labels: Tensor, *, t: Temperature = 1.0, reduction: Re
 
 
 BROKEN = {
-    "three positional": lambda logits, labels, extra, *, reduction="mean": logits,
-    "a positional default": lambda logits, labels=None, *, reduction="mean": logits,
+    "no input": lambda *, reduction="mean": 0,
+    "an input defaulting to a number": lambda logits, labels=0, *, reduction="mean": logits,
+    "var positional": lambda logits, *labels, reduction="mean": logits,
+    "an input named self": lambda self, labels, *, reduction="mean": self,
+    "a hyperparameter without a default": lambda logits, labels, *, t, reduction="mean": logits,
     "no reduction": lambda logits, labels: logits,
     "reduction default sum": lambda logits, labels, *, reduction="sum": logits,
     "var keyword": lambda logits, labels, *, reduction="mean", **kw: logits,
@@ -138,9 +141,118 @@ def test_names_are_snake_case():
         register_loss("MyLoss", ["number"])(_good)
 
 
-def test_decorator_returns_the_function_unchanged():
+def test_decorator_returns_a_checking_wrapper_with_the_same_face():
     with temporary_registry():
-        assert register_loss("plain_loss", ["number"])(_good) is _good
+        checked = register_loss("plain_loss", ["number"])(_good)
+        spec = get_loss("plain_loss")
+        assert checked is spec.fn and spec.unchecked is _good and checked.__wrapped__ is _good
+        assert checked.__name__ == "_good" and checked.__doc__ == _good.__doc__
+        import inspect
+
+        assert inspect.signature(checked) == inspect.signature(_good, eval_str=True)
+        x = torch.randn(3)
+        assert torch.equal(checked(x, x + 1, t=2.0), _good(x, x + 1, t=2.0))
+        with pytest.raises(ValueError, match=r"^plain_loss: t must be a number > 0; got -2.0$"):
+            checked(x, x, t=-2.0)
+
+
+def test_inputs_kind_and_optional_inputs_are_read_off_the_signature():
+    def triplet(anchor, positive, negative, mask=None, *, reduction: Reduction = "mean"):
+        return anchor.sum()
+
+    with temporary_registry():
+        register_loss("toy_triplet_spec", ["vector"], kind="embeddings")(triplet)
+        spec = get_loss("toy_triplet_spec")
+        assert spec.inputs == ("anchor", "positive", "negative", "mask")
+        assert spec.optional_inputs == ("mask",) and spec.required_inputs == ("anchor", "positive", "negative")
+        assert spec.kind == "embeddings" and spec.params == ()
+    assert get_loss("mean_squared_error").kind == lossfn.registry.DEFAULT_KIND == "logits"
+
+
+def test_defaults_out_of_their_own_bounds_fail_at_registration():
+    def bad_default(logits, labels, *, t: Annotated[float, Meta(gt=0, description="t")] = 0.0,
+                    reduction: Reduction = "mean"):
+        return logits
+
+    with temporary_registry(), pytest.raises(LossContractError, match="the default of 't' is invalid"):
+        register_loss("broken", ["number"])(bad_default)
+
+
+def test_class_names_that_collide_are_refused():
+    with temporary_registry():
+        register_loss("my_mse2", ["number"])(_good)
+        with pytest.raises(DuplicateLossError, match=r"'my_mse_2': its class name 'MyMse2' is already that of 'my_mse2'"):
+            register_loss("my_mse_2", ["number"])(lambda logits, labels, *, reduction="mean": logits)
+        with pytest.raises(DuplicateLossError, match="class name 'MyMse2'"):
+            register_loss("other_name", ["number"], aliases=("my_mse_2",))(
+                lambda logits, labels, *, reduction="mean": logits
+            )
+        assert "my_mse_2" not in registered() and "other_name" not in registered()
+
+
+def test_registering_the_same_function_again_replaces_it_with_a_warning():
+    """A notebook cell run twice: the same module and qualified name, a new function object."""
+    namespace: dict = {}
+    source = textwrap.dedent(
+        """
+        import lossfn
+        @lossfn.register_loss("rerun_loss", ["number"], aliases=("rerun_alias",))
+        def rerun_loss(logits, labels, *, reduction="mean"):
+            return (logits - labels).abs().mean() * VERSION
+        """
+    )
+    with temporary_registry():
+        exec(compile(source, "<cell>", "exec"), namespace | {"VERSION": 1.0, "__name__": "notebook"})
+        first = get_loss("rerun_loss")
+        second_namespace = {"VERSION": 2.0, "__name__": "notebook"}
+        with pytest.warns(lossfn.registry.LossRedefinedWarning, match="'rerun_loss' is registered again"):
+            exec(compile(source, "<cell>", "exec"), second_namespace)
+        second = get_loss("rerun_loss")
+        assert second is not first and get_loss("rerun_alias") is second
+        x = torch.ones(2)
+        assert second.fn(x, torch.zeros(2)).item() == 2.0
+        assert lossfn.build({"type": "rerun_loss"})(x, torch.zeros(2)).item() == 2.0  # the new config and module
+        # another function under the same name is still an error
+        with pytest.raises(DuplicateLossError, match="'rerun_loss' is already registered"):
+            register_loss("rerun_loss", ["number"])(_good)
+    assert "rerun_loss" not in registered()
+
+
+def test_two_threads_deriving_at_once_get_one_class(monkeypatch):
+    """Derivation runs under a lock: before, two threads could derive two config classes,
+    after which every build of the loss failed (``X.from_config takes a XConfig; got XConfig``)."""
+    import threading
+    import time
+
+    from lossfn.registry import _spec
+
+    original = _spec._DERIVERS["config"]
+
+    def slow(spec):  # widen the window in which two threads would both derive
+        time.sleep(0.05)
+        return original(spec)
+
+    monkeypatch.setitem(_spec._DERIVERS, "config", slow)
+    with temporary_registry():
+        register_loss("raced_loss", ["number"])(_good)
+        spec = get_loss("raced_loss")
+        barrier = threading.Barrier(8)
+        seen, errors = [], []
+
+        def use():
+            barrier.wait()
+            try:
+                seen.append(spec.config)
+                lossfn.build({"type": "raced_loss", "t": 2.0})
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=use) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors and len({id(cls) for cls in seen}) == 1
 
 
 def test_unknown_feature_at_registration():

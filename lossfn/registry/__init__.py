@@ -7,6 +7,7 @@ from ._feature import DEFAULT_LOSS, Feature
 from ._plugins import GROUP as PLUGIN_GROUP
 from ._plugins import PluginWarning
 from ._registry import DuplicateLossError
+from ._registry import LossRedefinedWarning
 from ._registry import UnknownLossError
 from ._registry import default_loss
 from ._registry import generation
@@ -18,6 +19,7 @@ from ._registry import temporary_registry
 from ._registry import unknown_message
 from ._registry import unregister_loss
 from ._spec import REDUCTIONS
+from ._spec import DEFAULT_KIND
 from ._spec import AsTensor
 from ._spec import Check
 from ._spec import LossContractError
@@ -30,10 +32,12 @@ from ._spec import register_deriver
 __all__ = [
     "AsTensor",
     "Check",
+    "DEFAULT_KIND",
     "DEFAULT_LOSS",
     "DuplicateLossError",
     "Feature",
     "LossContractError",
+    "LossRedefinedWarning",
     "LossSpec",
     "PLUGIN_GROUP",
     "Param",

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from ._checks import checked_function
 from ._feature import DEFAULT_LOSS, Feature
-from ._spec import LossSpec, spec_for
+from ._spec import DEFAULT_KIND, LossSpec, camel_case, check_name, parse_features, read_signature
 
 __all__ = [
     "DuplicateLossError",
+    "LossRedefinedWarning",
     "UnknownLossError",
     "default_loss",
     "generation",
@@ -28,6 +33,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _SPECS: dict[str, LossSpec] = {}
 _NAMES: dict[str, str] = {}  # name or alias -> name
 _GENERATION = 0
+_WRITING = threading.RLock()
 
 
 class UnknownLossError(KeyError, LookupError):
@@ -38,7 +44,11 @@ class UnknownLossError(KeyError, LookupError):
 
 
 class DuplicateLossError(ValueError):
-    """A name or alias is registered twice."""
+    """A name or alias is registered twice, or two names give one class name."""
+
+
+class LossRedefinedWarning(UserWarning):
+    """A loss was registered again from the same source (a re-run notebook cell): it replaces the old one."""
 
 
 def generation() -> int:
@@ -57,65 +67,142 @@ def register_loss(
     *,
     aliases: Iterable[str] = (),
     validate: Callable[..., None] | None = None,
+    kind: str = DEFAULT_KIND,
 ) -> Callable[[F], F]:
     """Register a pure loss function under ``name`` for the given feature types.
 
-    The decorator returns the function unchanged, so it still works under every
-    ``torch.func`` transform. The signature is checked against the function
-    contract (see ``DESIGN.md``) here, at registration, so a mistake fails at
-    import and not in a training run.
+    The decorator returns a thin wrapper with the function's signature, name and
+    docstring that checks the hyperparameters a call passes as Python numbers
+    against the bounds of their annotations (``ValueError`` naming the loss, the
+    argument and the bound; see ``_checks.py``) and then calls the function, so
+    it still works under every ``torch.func`` transform and ``torch.compile``.
+    The signature is checked against the function contract (see ``DESIGN.md``)
+    here, at registration, so a mistake fails at import and not in a training run.
+
+    Registering a name again from the same source (the same module and qualified
+    name: a notebook cell run twice) replaces the loss with a
+    :class:`LossRedefinedWarning`; any other repeat is a :class:`DuplicateLossError`.
 
     Args:
         name: snake_case registry key; the module class is its CamelCase form.
         features: output-feature types the loss serves.
         aliases: other names that look up the same loss (and decode as configs).
-        validate: optional ``validate(logits, labels, **params)`` for checks that
-            need a host sync (label ranges). Modules and the CLI call it; the pure
+        validate: optional ``validate(*inputs, **params)`` for checks that need a
+            host sync (label ranges). Modules and the CLI call it; the pure
             function never does.
+        kind: what model output the loss consumes, as Ludwig's
+            ``get_loss_inputs()``: ``"logits"`` (the default) or ``"anomaly_score"``.
     """
 
     def decorate(fn: F) -> F:
-        _add(spec_for(name, fn, features, tuple(aliases), validate))
-        return fn
+        spec = spec_for(name, fn, features, tuple(aliases), validate, kind)
+        _add(spec)
+        return spec.fn  # type: ignore[return-value]
 
     return decorate
 
 
+def spec_for(
+    name: str,
+    fn: Callable[..., Any],
+    features: Any,
+    aliases: tuple[str, ...],
+    validate: Callable[..., None] | None,
+    kind: str = DEFAULT_KIND,
+) -> LossSpec:
+    """The spec of ``fn``: its signature read and checked, its checked wrapper built."""
+    check_name("name", name)
+    for alias in aliases:
+        check_name("alias", alias)
+    check_name("kind", kind)
+    signature = read_signature(name, fn)
+    return LossSpec(
+        name=name,
+        fn=checked_function(name, fn, signature),
+        features=parse_features(name, features),
+        aliases=tuple(aliases),
+        inputs=signature.inputs,
+        optional_inputs=signature.optional_inputs,
+        params=signature.params,
+        kind=kind,
+        validate=validate,
+        unchecked=fn,
+    )
+
+
+def _source(spec: LossSpec) -> str:
+    """Where a loss was written: ``module.qualname`` of the function (or what it wraps)."""
+    fn = inspect.unwrap(spec.unchecked or spec.fn)
+    source = getattr(fn, "__lossfn_source__", None)
+    return source or f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
 def _add(spec: LossSpec) -> None:
     global _GENERATION
-    for key in (spec.name, *spec.aliases):
-        if key in _NAMES:
-            owner = _NAMES[key]
-            what = "name" if key == owner else f"alias of {owner!r}"
-            raise DuplicateLossError(f"loss {key!r} is already registered (as a {what})")
-    if len(set((spec.name, *spec.aliases))) != 1 + len(spec.aliases):
-        raise DuplicateLossError(f"loss {spec.name!r}: aliases repeat a name")
-    _SPECS[spec.name] = spec
-    for key in (spec.name, *spec.aliases):
-        _NAMES[key] = spec.name
-    _GENERATION += 1
+    with _WRITING:
+        keys = (spec.name, *spec.aliases)
+        if len(set(keys)) != len(keys):
+            raise DuplicateLossError(f"loss {spec.name!r}: aliases repeat a name")
+        old = _SPECS.get(spec.name)
+        replacing = old is not None and _source(old) == _source(spec)
+        for key in keys:
+            owner = _NAMES.get(key)
+            if owner is not None and not (replacing and owner == spec.name):
+                what = "name" if key == owner else f"alias of {owner!r}"
+                raise DuplicateLossError(f"loss {key!r} is already registered (as a {what})")
+        # the generated classes are found by name (lossfn.nn.<Name>, lossfn.schemas.<Name>Config):
+        # two keys with one CamelCase form would shadow each other
+        classes = {camel_case(key): key for other in _SPECS.values() if other.name != spec.name
+                   for key in (other.name, *other.aliases)}
+        for key in keys:
+            clash = classes.get(camel_case(key))
+            if clash is not None:
+                raise DuplicateLossError(
+                    f"loss {key!r}: its class name {camel_case(key)!r} is already that of {clash!r}; choose another name"
+                )
+        if replacing:
+            warnings.warn(
+                f"loss {spec.name!r} is registered again from {_source(spec)}; the new definition replaces the old",
+                LossRedefinedWarning,
+                stacklevel=3,
+            )
+            for key in (old.name, *old.aliases):
+                del _NAMES[key]
+        _SPECS[spec.name] = spec
+        for key in keys:
+            _NAMES[key] = spec.name
+        _GENERATION += 1
 
 
 def unregister_loss(name: str) -> LossSpec:
     """Remove a loss (and its aliases); returns its spec. Meant for tests and notebooks."""
     global _GENERATION
-    spec = get_loss(name)
-    del _SPECS[spec.name]
-    for key in (spec.name, *spec.aliases):
-        del _NAMES[key]
-    _GENERATION += 1
+    with _WRITING:
+        spec = get_loss(name)
+        del _SPECS[spec.name]
+        for key in (spec.name, *spec.aliases):
+            del _NAMES[key]
+        _GENERATION += 1
     return spec
 
 
 @contextlib.contextmanager
 def temporary_registry() -> Iterator[None]:
-    """Losses registered inside the block are removed when it ends."""
-    before = set(_SPECS)
+    """The registry as it was is restored when the block ends (losses added, replaced
+    or removed inside it are undone)."""
+    global _GENERATION
+    with _WRITING:
+        specs, names = dict(_SPECS), dict(_NAMES)
     try:
         yield
     finally:
-        for name in set(_SPECS) - before:
-            unregister_loss(name)
+        with _WRITING:
+            if specs != _SPECS or names != _NAMES:
+                _SPECS.clear()
+                _SPECS.update(specs)
+                _NAMES.clear()
+                _NAMES.update(names)
+                _GENERATION += 1
 
 
 def get_loss(name: str) -> LossSpec:

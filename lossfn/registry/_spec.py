@@ -1,9 +1,10 @@
 """`LossSpec`: the record the registry keeps for each loss, read off its signature.
 
-The registry derives nothing: a spec holds the function and what its signature
-says (the parameters, their annotations and defaults). Configs and modules are
-derived by the layers above, which install themselves here as *derivers*; a
-spec's ``.config`` and ``.module`` ask them, once, and keep the answer.
+The registry derives nothing but the hyperparameter check: a spec holds the
+function and what its signature says (the positional inputs, the keyword-only
+hyperparameters, their annotations and defaults). Configs and modules are derived
+by the layers above, which install themselves here as *derivers*; a spec's
+``.config`` and ``.module`` ask them, once, under a lock, and keep the answer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import threading
 import typing
 from collections.abc import Callable
 from typing import Any, Literal
@@ -36,7 +38,10 @@ Reduction = Literal["none", "mean", "sum"]
 REDUCTIONS: tuple[str, ...] = typing.get_args(Reduction)
 
 #: Names a loss parameter may not take: the config and module use them.
-RESERVED = frozenset({"type", "weight", "validate_inputs", "vocabulary", "config"})
+RESERVED = frozenset({"type", "weight", "validate_inputs", "vocabulary", "config", "self"})
+
+#: What a loss consumes when its registration names nothing else (Ludwig's ``get_loss_inputs()``).
+DEFAULT_KIND = "logits"
 
 _SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 
@@ -59,7 +64,8 @@ class Check:
 
     ``Check(lambda w: sum(w) > 0, "weights that sum to more than 0")``: the
     derived config rejects a value (other than ``None``) for which the predicate
-    is false, with a validation error at the field's path saying ``expected``.
+    is false, with a validation error at the field's path saying ``expected``;
+    the pure function rejects it too, when the value is a Python one (not a tensor).
 
     A check that spans several fields names them in ``uses``; the predicate then
     gets their values after its own: ``Check(lambda s, w: w is None or len(s) ==
@@ -104,6 +110,8 @@ def camel_case(name: str) -> str:
 
 
 _DERIVERS: dict[str, Callable[["LossSpec"], Any]] = {}
+#: One lock for every derivation: deriving a module derives its config first (re-entrant).
+_DERIVING = threading.RLock()
 
 
 def register_deriver(kind: str, derive: Callable[["LossSpec"], Any]) -> None:
@@ -113,14 +121,32 @@ def register_deriver(kind: str, derive: Callable[["LossSpec"], Any]) -> None:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LossSpec:
-    """A registered loss: its function, the feature types it serves, its parameters."""
+    """A registered loss: its function, its inputs, the feature types it serves, its parameters.
+
+    Attributes:
+        name: the registry key.
+        fn: the public pure function (it checks Python-number hyperparameters).
+        features: the output-feature types it serves.
+        aliases: other names of the loss.
+        inputs: the names of its positional tensor inputs, model output first.
+        optional_inputs: those of ``inputs`` that default to ``None``.
+        params: its keyword-only hyperparameters (``reduction`` aside).
+        kind: what model output it consumes (``"logits"``, ``"anomaly_score"``).
+        validate: the host-syncing input check modules and the CLI run, or None.
+        unchecked: the function as written, without the hyperparameter check
+            (modules call it: their values are validated when they are set).
+    """
 
     name: str
     fn: Callable[..., Any]
     features: frozenset[Feature]
     aliases: tuple[str, ...]
+    inputs: tuple[str, ...]
     params: tuple[Param, ...]
+    optional_inputs: tuple[str, ...] = ()
+    kind: str = DEFAULT_KIND
     validate: Callable[..., None] | None = None
+    unchecked: Callable[..., Any] | None = None
     _derived: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -144,6 +170,11 @@ class LossSpec:
         return {p.name: p.default for p in self.params}
 
     @property
+    def required_inputs(self) -> tuple[str, ...]:
+        """The inputs without a default, in order."""
+        return tuple(name for name in self.inputs if name not in self.optional_inputs)
+
+    @property
     def config(self) -> type:
         """The frozen ``msgspec.Struct`` config class derived from the signature."""
         return self._derive("config")
@@ -154,44 +185,64 @@ class LossSpec:
         return self._derive("module")
 
     def _derive(self, kind: str) -> Any:
-        if kind not in self._derived:
-            try:
-                derive = _DERIVERS[kind]
-            except KeyError:
-                raise RuntimeError(
-                    f"no deriver for {kind!r}: import lossfn (not lossfn.registry alone)"
-                ) from None
-            self._derived[kind] = derive(self)
-        return self._derived[kind]
+        try:
+            return self._derived[kind]
+        except KeyError:
+            pass
+        try:
+            derive = _DERIVERS[kind]
+        except KeyError:
+            raise RuntimeError(f"no deriver for {kind!r}: import lossfn (not lossfn.registry alone)") from None
+        # Two threads using a loss for the first time must not derive two classes:
+        # every later build would then compare a config against the other class.
+        with _DERIVING:
+            if kind not in self._derived:
+                self._derived[kind] = derive(self)
+            return self._derived[kind]
 
 
-def read_signature(name: str, fn: Callable[..., Any]) -> tuple[Param, ...]:
-    """Check ``fn`` against the function contract and return its hyperparameters.
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """What :func:`read_signature` finds: the inputs and the hyperparameters."""
 
-    The contract: two positional parameters (model output, target) without
-    defaults, then keyword-only parameters, each with a default and an
+    inputs: tuple[str, ...]
+    optional_inputs: tuple[str, ...]
+    params: tuple[Param, ...]
+    signature: inspect.Signature
+
+
+def read_signature(name: str, fn: Callable[..., Any]) -> Signature:
+    """Check ``fn`` against the function contract and return its inputs and hyperparameters.
+
+    The contract: one or more positional parameters (the tensor inputs, model
+    output first; an optional input defaults to ``None`` and follows the required
+    ones), then keyword-only parameters, each with a default and an
     ``Annotated[type, msgspec.Meta(description=...)]`` annotation, and
-    ``reduction`` among them with the default ``"mean"``.
+    ``reduction`` among them with the default ``"mean"``. No ``*args``/``**kwargs``.
     """
 
     def broken(why: str) -> LossContractError:
-        return LossContractError(f"loss {name!r} ({fn.__qualname__}): {why}")
+        return LossContractError(f"loss {name!r} ({getattr(fn, '__qualname__', fn)}): {why}")
 
     try:
         signature = inspect.signature(fn, eval_str=True)
     except (NameError, TypeError, ValueError) as exc:
         raise broken(f"cannot read the signature: {exc}") from exc
     parameters = list(signature.parameters.values())
-    positional = [
-        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    if len(positional) != 2 or parameters[:2] != positional:
-        raise broken("takes exactly two positional parameters (logits, labels), then keyword-only ones")
-    if any(p.default is not p.empty for p in positional):
-        raise broken("the two positional parameters (logits, labels) have no defaults")
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not positional or parameters[: len(positional)] != positional:
+        raise broken("takes one or more positional inputs (model output first), then keyword-only parameters")
+    optional = []
+    for p in positional:
+        if p.default is not p.empty:
+            if p.default is not None:
+                raise broken(f"input {p.name!r} may only default to None (an optional input); got {p.default!r}")
+            optional.append(p.name)
+        if p.name == "self":  # the module's forward(self, *inputs)
+            raise broken("an input may not be named 'self'")
     params = []
     seen_reduction = False
-    for p in parameters[2:]:
+    for p in parameters[len(positional):]:
         if p.kind is not p.KEYWORD_ONLY:
             raise broken(f"parameter {p.name!r} must be keyword-only (no *args or **kwargs)")
         if p.default is p.empty:
@@ -207,9 +258,7 @@ def read_signature(name: str, fn: Callable[..., Any]) -> tuple[Param, ...]:
         metas = [m for m in metadata if isinstance(m, msgspec.Meta)]
         description = next((m.description for m in metas if m.description), None)
         if not description:
-            raise broken(
-                f"parameter {p.name!r} needs Annotated[..., msgspec.Meta(description=...)]"
-            )
+            raise broken(f"parameter {p.name!r} needs Annotated[..., msgspec.Meta(description=...)]")
         try:  # the annotation must be a type msgspec can validate: fail at import, not at decode
             msgspec.inspect.type_info(p.annotation)
         except (TypeError, ValueError) as exc:
@@ -225,7 +274,7 @@ def read_signature(name: str, fn: Callable[..., Any]) -> tuple[Param, ...]:
             unknown = set(check.uses) - names
             if unknown:
                 raise broken(f"a Check on {p.name!r} uses unknown parameters {sorted(unknown)}")
-    return tuple(params)
+    return Signature(tuple(p.name for p in positional), tuple(optional), tuple(params), signature)
 
 
 def parse_features(name: str, features: Any) -> frozenset[Feature]:
@@ -243,23 +292,3 @@ def parse_features(name: str, features: Any) -> frozenset[Feature]:
 def check_name(kind: str, name: str) -> None:
     if not isinstance(name, str) or not _SNAKE.match(name):
         raise ValueError(f"loss {kind} {name!r} must be snake_case (e.g. 'softmax_cross_entropy')")
-
-
-def spec_for(
-    name: str,
-    fn: Callable[..., Any],
-    features: Any,
-    aliases: tuple[str, ...],
-    validate: Callable[..., None] | None,
-) -> LossSpec:
-    check_name("name", name)
-    for alias in aliases:
-        check_name("alias", alias)
-    return LossSpec(
-        name=name,
-        fn=fn,
-        features=parse_features(name, features),
-        aliases=tuple(aliases),
-        params=read_signature(name, fn),
-        validate=validate,
-    )

@@ -1,0 +1,178 @@
+"""The hyperparameter check every registered loss gets, derived from its signature.
+
+``register_loss`` returns a thin wrapper around the loss with the same signature,
+name and docstring. The wrapper checks the hyperparameters a call passes as Python
+values against the bounds written in their ``Annotated[..., Meta(...)]``
+annotations (and their ``Check`` markers), and raises a ``ValueError`` naming the
+loss, the argument and the bound, as ``torch.nn.functional.huber_loss(delta=-1)``
+does. It reads no tensor values, so it costs no host sync:
+
+- a hyperparameter given as a tensor is not checked against its bounds (that would
+  read the tensor); a scalar one must be 0-d (metadata only);
+- numbers are checked with plain comparisons, which ``torch.compile`` traces as
+  constants; list- and mapping-valued hyperparameters go through ``msgspec``, which
+  ``torch.compile`` cannot trace, so under compilation they are left to the module
+  and the config (which checked them when they were set);
+- defaults are not checked per call: they are checked once, here, at registration.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+import torch
+
+from ._spec import REDUCTIONS, LossContractError, Param, Signature
+
+__all__ = ["checked_function"]
+
+Checker = Callable[[Any, Mapping[str, Any]], None]
+
+_SYMBOLS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+
+
+def _fail(loss: str, arg: str, expected: str, got: str) -> ValueError:
+    return ValueError(f"{loss}: {arg} must be {expected}; got {got}")
+
+
+def _scalar_info(param: Param) -> tuple[Any, bool] | None:
+    """``(FloatType | IntType | BoolType, optional)`` for a scalar hyperparameter, else None."""
+    info = msgspec.inspect.type_info(param.annotation)
+    while isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    optional = False
+    if isinstance(info, msgspec.inspect.UnionType):
+        others = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(others) != 1 or len(others) == len(info.types):
+            return None
+        optional, info = True, others[0]
+        while isinstance(info, msgspec.inspect.Metadata):
+            info = info.type
+    scalar = (msgspec.inspect.FloatType, msgspec.inspect.IntType, msgspec.inspect.BoolType)
+    return (info, optional) if isinstance(info, scalar) else None
+
+
+def _bounds_text(info: Any) -> str:
+    return " and ".join(f"{symbol} {getattr(info, key)}" for key, symbol in _SYMBOLS if getattr(info, key) is not None)
+
+
+def _scalar_checker(loss: str, param: Param, info: Any, optional: bool) -> Checker:
+    """A check of a number (or a 0-d tensor) against ``info``'s bounds, in plain Python."""
+    arg = param.name
+    if isinstance(info, msgspec.inspect.BoolType):
+        kind = "True or False"
+    elif isinstance(info, msgspec.inspect.IntType):
+        kind = "an integer"
+    else:
+        kind = "a number"
+    is_bool = isinstance(info, msgspec.inspect.BoolType)
+    is_int = isinstance(info, msgspec.inspect.IntType)
+    bounds = "" if is_bool else _bounds_text(info)
+    expected = f"{kind} {bounds}".strip() + (" or None" if optional else "")
+    gt, ge, lt, le = (None if is_bool else getattr(info, key) for key in ("gt", "ge", "lt", "le"))
+
+    def check(value: Any, _: Mapping[str, Any]) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, torch.Tensor):
+            if value.ndim != 0:  # metadata: no host sync (and per example under vmap)
+                raise _fail(loss, arg, f"{kind} or a 0-d tensor", f"a tensor of shape {list(value.shape)}")
+            return
+        if is_bool:
+            if not isinstance(value, bool):
+                raise _fail(loss, arg, expected, repr(value))
+            return
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral if is_int else numbers.Real):
+            raise _fail(loss, arg, f"{expected}, or a 0-d tensor", f"{value!r} ({type(value).__name__})")
+        # `not (value > bound)`: a NaN fails every bound
+        if (
+            (gt is not None and not value > gt)
+            or (ge is not None and not value >= ge)
+            or (lt is not None and not value < lt)
+            or (le is not None and not value <= le)
+        ):
+            raise _fail(loss, arg, expected, repr(value))
+
+    return check
+
+
+def _compound_checker(loss: str, param: Param) -> Checker:
+    """A list- or mapping-valued hyperparameter: validated by msgspec (not under compile)."""
+    arg = param.name
+    # msgspec keys its cache of converters by type: hashing an `Annotated` type is slow
+    # (about 20 us for class weights), hashing a Struct class is not
+    holder = msgspec.defstruct(f"_{arg}", [(arg, param.annotation)])
+
+    def check(value: Any, _: Mapping[str, Any]) -> None:
+        if value is None or isinstance(value, torch.Tensor) or torch.compiler.is_compiling():
+            return
+        try:
+            msgspec.convert({arg: value}, type=holder)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{loss}: {arg} is invalid: {exc}") from None
+
+    return check
+
+
+def _with_whole_value_checks(loss: str, param: Param, base: Checker, defaults: Mapping[str, Any]) -> Checker:
+    """``base``, then the ``Check`` markers on Python values (a tensor is never read)."""
+    if not param.checks:
+        return base
+    arg = param.name
+
+    def check(value: Any, given: Mapping[str, Any]) -> None:
+        base(value, given)
+        if value is None or isinstance(value, torch.Tensor) or torch.compiler.is_compiling():
+            return
+        for marker in param.checks:
+            others = [given.get(name, defaults[name]) for name in marker.uses]
+            if any(isinstance(other, torch.Tensor) for other in others):
+                continue
+            try:
+                ok = bool(marker.predicate(value, *others))
+            except Exception:  # a predicate that cannot read the value rejects it
+                ok = False
+            if not ok:
+                raise _fail(loss, arg, marker.expected, repr(value))
+
+    return check
+
+
+def _checker(loss: str, param: Param, defaults: Mapping[str, Any]) -> Checker:
+    scalar = None if param.tensor else _scalar_info(param)
+    base = _scalar_checker(loss, param, *scalar) if scalar else _compound_checker(loss, param)
+    return _with_whole_value_checks(loss, param, base, defaults)
+
+
+def _check_reduction(loss: str, value: Any) -> None:
+    if not isinstance(value, str) or value not in REDUCTIONS:
+        raise _fail(loss, "reduction", f"one of {', '.join(map(repr, REDUCTIONS))}", repr(value))
+
+
+def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) -> Callable[..., Any]:
+    """``fn`` behind a check of the hyperparameters a call passes (see the module docstring)."""
+    defaults = {p.name: p.default for p in signature.params}
+    checks = {p.name: _checker(loss, p, defaults) for p in signature.params}
+    for param in signature.params:  # the defaults are valid values, checked once here
+        try:
+            checks[param.name](param.default, {})
+        except ValueError as exc:
+            raise LossContractError(f"loss {loss!r}: the default of {param.name!r} is invalid: {exc}") from None
+
+    @functools.wraps(fn)
+    def loss_function(*inputs: Any, **hyperparameters: Any) -> Any:
+        if hyperparameters:
+            for key, value in hyperparameters.items():
+                check = checks.get(key)
+                if check is not None:
+                    check(value, hyperparameters)
+                elif key == "reduction":
+                    _check_reduction(loss, value)
+        return fn(*inputs, **hyperparameters)
+
+    loss_function.__signature__ = signature.signature  # type: ignore[attr-defined]
+    return loss_function
