@@ -50,13 +50,22 @@ def test_one_hot_and_index_labels_agree(gen):
     torch.testing.assert_close(LF.softmax_cross_entropy(logits, one_hot), LF.softmax_cross_entropy(logits, labels))
 
 
-def test_sigmoid_cross_entropy_sum_is_torch_sum_over_classes(gen):
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_sigmoid_cross_entropy_is_torch_for_every_reduction(gen, reduction):
     logits = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     labels = torch.rand(5, 3, generator=gen, dtype=torch.float64)  # probabilities are fine
     pos_weight = torch.tensor([1.0, 4.0, 0.5], dtype=torch.float64)
-    torch_sum = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight, reduction="sum")
-    ours = LF.sigmoid_cross_entropy(logits, labels, class_weights=pos_weight, reduction="sum")
-    torch.testing.assert_close(ours, torch_sum / 3)
+    expected = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight, reduction=reduction)
+    ours = LF.sigmoid_cross_entropy(logits, labels, class_weights=pos_weight, reduction=reduction)
+    torch.testing.assert_close(ours, expected)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mean_squared_error_on_4x3_is_torchs(gen, reduction):
+    """The issue's example: on [4, 3] "sum" was 4.07 where F.mse_loss gives 12.20."""
+    x, y = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
+    torch.testing.assert_close(LF.mean_squared_error(x, y, reduction=reduction), F.mse_loss(x, y, reduction=reduction))
+    assert LF.mean_squared_error(x, y, reduction="none").shape == (4, 3)
 
 
 def test_all_zero_class_weights_give_zero_not_nan(gen):
@@ -69,16 +78,20 @@ def test_all_zero_class_weights_give_zero_not_nan(gen):
 
 
 BAD_INPUTS = [
-    ("softmax_cross_entropy", torch.randn(4), torch.zeros(4, dtype=torch.long), r"logits must be of shape \[B, C\] or \[B, C, d1, ...\]; got shape \[4\]"),
+    ("softmax_cross_entropy", torch.randn(()), torch.zeros((), dtype=torch.long), r"logits must be of shape \[B, C\], \[B, C, d1, ...\] or \[C\]; got shape \[\]"),
+    ("softmax_cross_entropy", torch.randn(4), torch.zeros(4, dtype=torch.long), r"labels must be class indices of shape \[\] for logits \[4\]; got shape \[4\]"),
+    ("softmax_cross_entropy", torch.randn(4, 3), torch.zeros(4, dtype=torch.uint8), r"labels must be integer class indices or float probabilities of a signed integer dtype .*uint8 indexes as a mask"),
     ("softmax_cross_entropy", torch.randn(4, 3), torch.zeros(4, 3, 1), "labels must be probabilities of the logits' shape"),
     ("softmax_cross_entropy", torch.randn(4, 3), torch.zeros(4, dtype=torch.bool), "integer class indices or float probabilities"),
     ("softmax_cross_entropy", torch.randn(4, 3), torch.zeros(5, dtype=torch.long), r"class indices of shape \[4\] for logits \[4, 3\]; got shape \[5\]"),
     ("softmax_cross_entropy", torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), "logits must be a floating-point tensor"),
     ("softmax_cross_entropy", [[0.0, 1.0]], torch.zeros(1, dtype=torch.long), "logits must be a torch.Tensor; got list"),
-    ("sigmoid_cross_entropy", torch.randn(4), torch.zeros(4), r"logits must be of shape \[B, C\]"),
+    ("sigmoid_cross_entropy", torch.randn(()), torch.zeros(()), r"logits must be of shape \[B, C\], \[B, C, ...\] or \[C\]; got shape \[\]"),
+    ("sigmoid_cross_entropy", torch.randn(4, 3), torch.zeros(4, 3, dtype=torch.complex64), r"labels must be real numbers; got dtype torch.complex64"),
     ("sigmoid_cross_entropy", torch.randn(4, 3), torch.zeros(4, 2), r"same shape as logits \[4, 3\]; got shape \[4, 2\]"),
-    ("mean_squared_error", torch.randn(4, 1), torch.randn(4), r"same shape as logits \[4, 1\]; got shape \[4\]"),
-    ("mean_absolute_error", torch.randn(4), torch.randn(4, 1), r"same shape as logits \[4\]; got shape \[4, 1\]"),
+    ("mean_squared_error", torch.randn(4, 1), torch.randn(4), r"labels must be of the same shape as predictions \[4, 1\]; got shape \[4\]"),
+    ("mean_absolute_error", torch.randn(4), torch.randn(4, 1), r"labels must be of the same shape as predictions \[4\]; got shape \[4, 1\]"),
+    ("mean_squared_error", torch.randn(4), torch.randn(4, dtype=torch.complex64), r"labels must be real numbers"),
 ]
 
 
@@ -95,10 +108,13 @@ def test_class_weights_of_the_wrong_length():
 
 def test_module_checks_label_range_and_can_skip_it():
     logits, labels = torch.randn(3, 4), torch.tensor([0, 4, 1])
-    with pytest.raises(ValueError, match=r"^softmax_cross_entropy: labels must be class indices in \[0, 3\]; got values in \[0, 4\]"):
+    with pytest.raises(ValueError, match=r"^softmax_cross_entropy: labels must be class indices in \[0, 3\] or the ignore_index; got values in \[0, 4\]"):
         lossfn.nn.SoftmaxCrossEntropy()(logits, labels)
-    with pytest.raises(ValueError, match=r"in \[0, 3\]; got values in \[-1, 1\]"):
+    with pytest.raises(ValueError, match=r"in \[0, 3\] or the ignore_index; got values in \[-1, 1\]"):
         lossfn.nn.SoftmaxCrossEntropy()(logits, torch.tensor([0, -1, 1]))
+    # the ignored label passes the check, whatever its value
+    assert torch.isfinite(lossfn.nn.SoftmaxCrossEntropy()(logits, torch.tensor([0, -100, 1])))
+    assert torch.isfinite(lossfn.nn.SoftmaxCrossEntropy(ignore_index=-1)(logits, torch.tensor([0, -1, 1])))
     unchecked = lossfn.nn.SoftmaxCrossEntropy(validate_inputs=False)
     with pytest.raises((IndexError, RuntimeError)):  # torch's own error, deep inside gather
         unchecked(logits, labels)
@@ -113,11 +129,12 @@ def test_module_arguments_are_keyword_only_and_checked():
         lossfn.nn.SoftmaxCrossEntropy(reduction="batchmean")
 
 
-def test_module_accepts_a_tensor_parameter_and_keeps_its_dtype():
+def test_module_accepts_a_tensor_parameter_and_keeps_it():
     weights = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     module = lossfn.nn.SoftmaxCrossEntropy(class_weights=weights)
     assert module.class_weights.dtype == torch.float64 and module.config.class_weights == [1.0, 2.0, 3.0]
-    assert module.class_weights is not weights  # a copy: the module owns its buffer
+    # the tensor itself, as torch.nn.CrossEntropyLoss(weight=w).weight is w
+    assert module.class_weights is weights and torch.nn.CrossEntropyLoss(weight=weights).weight is weights
 
 
 def test_from_config_rejects_another_loss_config():
@@ -140,3 +157,60 @@ def test_boolean_labels_are_no_class_indices(name):
     labels = torch.zeros(logits.shape[:-1] if name.startswith("sequence") else (2,), dtype=torch.bool)
     with pytest.raises(ValueError, match=rf"^{name}: labels must be integer (class|token) indices.*; got dtype torch.bool"):
         lossfn.get_loss(name).fn(logits, labels)
+
+
+# -- ignore_index: left out whatever the logits hold ------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("options", [{}, {"class_weights": [1.0, 2.0, 0.5]}, {"label_smoothing": 0.1},
+                                     {"robust_lambda": 0.2, "confidence_penalty": 0.3}])
+def test_ignored_positions_leave_the_loss_whatever_their_logits(gen, bad, options):
+    logits = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    logits[1] = bad  # a padded position's logits: NaN or infinite
+    labels = torch.tensor([0, -100, 2, 1, 2])
+    kept = labels != -100
+    leaf = logits.clone().requires_grad_()
+    for reduction in REDUCTIONS:
+        value = LF.softmax_cross_entropy(leaf, labels, **options, reduction=reduction)
+        expected = LF.softmax_cross_entropy(logits[kept], labels[kept], **options, reduction=reduction)
+        if reduction == "none":
+            assert value[1].item() == 0.0
+            torch.testing.assert_close(value[kept], expected)
+        else:
+            torch.testing.assert_close(value, expected)
+    if not options:  # and torch's ignore_index gives the same number
+        torch.testing.assert_close(LF.softmax_cross_entropy(logits, labels), F.cross_entropy(logits, labels))
+    (gradient,) = torch.autograd.grad(LF.softmax_cross_entropy(leaf, labels, **options), leaf)
+    assert torch.isfinite(gradient[kept]).all()
+
+
+def test_sequence_padding_with_nan_logits_is_left_out(gen):
+    """Before, ``loss * mask`` made the whole mean NaN (0 · NaN); torch's ignore_index gives a number."""
+    logits = torch.randn(2, 4, 5, generator=gen)
+    labels = torch.tensor([[1, 3, 2, 2], [4, 0, 1, 2]])  # 2 is Ludwig's <PAD>
+    logits[labels == 2] = float("nan")
+    expected = F.cross_entropy(logits.reshape(-1, 5), labels.reshape(-1), ignore_index=2)
+    for options in ({}, {"robust_lambda": 0.1}, {"unique": True}):
+        assert torch.isfinite(LF.sequence_softmax_cross_entropy(logits, labels, **options))
+    torch.testing.assert_close(LF.sequence_softmax_cross_entropy(logits, labels), expected)
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "corn", "bi_tempered_logistic_loss",
+                                  "sequence_softmax_cross_entropy", "next_token_softmax_cross_entropy"])
+def test_unsigned_class_indices_are_refused(name):
+    logits = torch.zeros(2, 3, 4) if "sequence" in name or "next_token" in name else torch.zeros(2, 4)
+    labels = torch.zeros(logits.shape[:-1] if logits.ndim == 3 else (2,), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=rf"^{name}: labels must be integer .* of a signed integer dtype"):
+        lossfn.get_loss(name).fn(logits, labels)
+
+
+def test_one_example_without_a_batch_dimension_as_in_torch(gen):
+    logits, label = torch.randn(5, generator=gen), torch.tensor(3)
+    torch.testing.assert_close(LF.softmax_cross_entropy(logits, label), F.cross_entropy(logits, label))
+    assert LF.softmax_cross_entropy(logits, label, reduction="none").shape == ()
+    # the torch.func tutorial's per-example gradients, with no unsqueeze
+    batch, labels = torch.randn(4, 5, generator=gen), torch.tensor([0, 1, 2, 3])
+    per_example = torch.func.vmap(torch.func.grad(LF.softmax_cross_entropy))(batch, labels)
+    expected = torch.func.vmap(torch.func.grad(F.cross_entropy))(batch, labels)
+    torch.testing.assert_close(per_example, expected)

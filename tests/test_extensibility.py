@@ -6,7 +6,9 @@ JSON Schema, CLI page and conformance for free, without touching any other file.
 
 from __future__ import annotations
 
+import inspect
 import pickle
+import warnings
 from typing import Annotated
 
 import jsonschema
@@ -18,6 +20,7 @@ from torch import Tensor
 
 import lossfn
 from lossfn.cli import loss_page, loss_table
+from lossfn.nn._stub import render_stub
 from lossfn.registry import AsTensor, Check, Reduction, temporary_registry
 
 
@@ -64,7 +67,10 @@ def test_a_new_loss_gets_everything_for_free(capsys):
         expected = (torch.log(torch.cosh(r)) * torch.tensor([1.0, 2.0], dtype=torch.float64)).mean(-1).mean()
         torch.testing.assert_close(module(x, y), expected)
         assert type(pickle.loads(pickle.dumps(module))) is lossfn.nn.LogCosh
-        assert lossfn.functional.log_cosh is log_cosh
+        assert lossfn.functional.log_cosh is lossfn.get_loss("log_cosh").fn
+        assert lossfn.functional.log_cosh.__wrapped__ is log_cosh
+        with pytest.raises(ValueError, match=r"^log_cosh: scale must be a number > 0.0; got -1.0$"):
+            lossfn.functional.log_cosh(x, y, scale=-1.0)  # the pure function checks its bounds too
 
         # JSON Schema: grows by the new config, validates it
         schema = lossfn.json_schema()
@@ -160,19 +166,184 @@ def test_ludwig_class_weights_by_name_resolve_with_the_vocabulary():
         lossfn.functional.softmax_cross_entropy(logits, labels, class_weights={"cat": 1.0})
 
 
-def test_torch_route_registers_a_torch_loss_in_one_line():
+def toy_triplet(
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    *,
+    margin: Annotated[float, Meta(ge=0.0, description="how much closer the positive must be")] = 1.0,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Toy triplet loss: ``max(0, |a - p|^2 - |a - n|^2 + margin)`` per example."""
+    gap = (anchor - positive).square().sum(-1) - (anchor - negative).square().sum(-1)
+    return lossfn.functional.reduce_loss(torch.relu(gap + margin), reduction, name="toy_triplet")
+
+
+def test_a_three_input_loss_gets_everything_for_free(capsys):
+    with temporary_registry():
+        lossfn.register_loss("toy_triplet", ["vector"])(toy_triplet)
+        spec = lossfn.get_loss("toy_triplet")
+        assert spec.inputs == ("anchor", "positive", "negative") and [p.name for p in spec.params] == ["margin"]
+
+        # config and schema: the hyperparameters only, never the inputs
+        cfg = lossfn.decode_config({"type": "toy_triplet", "margin": 0.5})
+        assert msgspec.structs.asdict(cfg) == {"margin": 0.5, "weight": 1.0}
+        schema = lossfn.json_schema()
+        assert set(schema["$defs"]["ToyTripletConfig"]["properties"]) == {"type", "margin", "weight"}
+        jsonschema.validate({"type": "toy_triplet", "margin": 2}, schema)
+
+        # module: forward takes the three inputs, with a real signature
+        module = lossfn.build(cfg)
+        assert list(inspect.signature(module.forward).parameters) == ["anchor", "positive", "negative"]
+        g = torch.Generator().manual_seed(0)
+        a, p, n = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in range(3))
+        expected = torch.nn.functional.triplet_margin_loss(a, p, n, margin=0.5, p=2, eps=0.0, swap=False,
+                                                           reduction="none")  # on distances, not squares
+        squared = torch.relu((a - p).square().sum(-1) - (a - n).square().sum(-1) + 0.5)
+        torch.testing.assert_close(module(a, p, n), squared.mean())
+        torch.testing.assert_close(module(a, positive=p, negative=n), squared.mean())
+        assert expected.shape == squared.shape
+        with pytest.raises(ValueError, match=r"^toy_triplet: margin must be a number >= 0.0; got -1"):
+            lossfn.functional.toy_triplet(a, p, n, margin=-1)
+
+        # transforms over every input
+        for argnum in range(3):
+            g_fn = torch.func.grad(lossfn.functional.toy_triplet, argnums=argnum)(a, p, n)
+            assert g_fn.shape == (5, 3)
+        per_example = torch.func.vmap(lambda *t: lossfn.functional.toy_triplet(*t, margin=0.5))(a, p, n)  # one at a time
+        torch.testing.assert_close(per_example, squared)
+
+        # CLI: the page shows the inputs
+        page = loss_page("toy_triplet")
+        assert "toy_triplet(anchor, positive, negative, *, margin: float = 1.0, reduction='mean')" in page
+        assert "forward(anchor, positive, negative)" in page
+        assert "anchor, positive, negative" in loss_table("vector")
+        assert lossfn.cli.main(["show", "toy_triplet"]) == 0
+        assert "Toy triplet loss" in capsys.readouterr().out
+        stub = render_stub()
+        assert "def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor: ..." in stub
+
+
+def _torch_inputs(name: str, g: torch.Generator):
+    f64 = torch.float64
+    if name == "margin_ranking":
+        return torch.randn(6, generator=g, dtype=f64), torch.randn(6, generator=g, dtype=f64), torch.sign(torch.randn(6, generator=g, dtype=f64))
+    if name == "triplet_margin":
+        return tuple(torch.randn(6, 4, generator=g, dtype=f64) for _ in range(3))
+    if name == "cosine_embedding":
+        return torch.randn(6, 4, generator=g, dtype=f64), torch.randn(6, 4, generator=g, dtype=f64), torch.sign(torch.randn(6, generator=g, dtype=f64))
+    if name == "gaussian_nll":
+        return torch.randn(6, 2, generator=g, dtype=f64), torch.randn(6, 2, generator=g, dtype=f64), torch.rand(6, 2, generator=g, dtype=f64) + 0.1
+    if name == "ctc":
+        log_probs = torch.randn(8, 2, 5, generator=g, dtype=f64).log_softmax(2)  # [T, B, C]
+        targets = torch.randint(1, 5, (2, 3), generator=g)
+        return log_probs, targets, torch.tensor([8, 7]), torch.tensor([3, 2])
+    if name == "torch_ce":
+        labels = torch.randint(0, 5, (7,), generator=g)
+        labels[::3] = -100
+        return torch.randn(7, 5, generator=g, dtype=f64), labels
+    if name == "kl":
+        return torch.randn(4, 5, generator=g, dtype=f64).log_softmax(1), torch.randn(4, 5, generator=g, dtype=f64).softmax(1)
+    raise KeyError(name)
+
+
+TORCH_ROUTE = {  # lossfn name -> (torch function, the hyperparameters to pass, the inputs lossfn finds)
+    "margin_ranking": (torch.nn.functional.margin_ranking_loss, {"margin": 0.5}, ("input1", "input2", "target")),
+    "triplet_margin": (torch.nn.functional.triplet_margin_loss, {"margin": 0.3, "p": 1.5, "swap": True},
+                       ("anchor", "positive", "negative")),
+    "cosine_embedding": (torch.nn.functional.cosine_embedding_loss, {"margin": 0.25}, ("input1", "input2", "target")),
+    "gaussian_nll": (torch.nn.functional.gaussian_nll_loss, {"full": True, "eps": 1e-4}, ("input", "target", "var")),
+    "ctc": (torch.nn.functional.ctc_loss, {"blank": 0, "zero_infinity": True},
+            ("log_probs", "targets", "input_lengths", "target_lengths")),
+    "torch_ce": (torch.nn.functional.cross_entropy, {"label_smoothing": 0.1}, ("input", "target", "weight")),
+    "kl": (torch.nn.functional.kl_div, {"log_target": False}, ("input", "target")),
+}
+
+
+@pytest.mark.parametrize("name", TORCH_ROUTE)
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_torch_route_registers_any_torch_loss_and_gives_torchs_number(name, reduction):
+    torch_fn, params, inputs = TORCH_ROUTE[name]
+    with temporary_registry(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "reduction: 'mean' divides", UserWarning)  # kl_div's own advice
+        loss = lossfn.register_torch_loss(name, ["vector"], torch_fn)
+        spec = lossfn.get_loss(name)
+        assert spec.inputs == inputs
+        args = _torch_inputs(name, torch.Generator().manual_seed(1))
+        expected = torch_fn(*args, **params, reduction=reduction)
+        torch.testing.assert_close(loss(*args, **params, reduction=reduction), expected, rtol=0, atol=0)
+        # the module and the config: same number, inputs positional or by name
+        module = lossfn.build({"type": name, **params}, reduction=reduction)
+        torch.testing.assert_close(module(*args), expected, rtol=0, atol=0)
+        torch.testing.assert_close(module(**dict(zip(inputs, args))), expected, rtol=0, atol=0)
+
+
+def test_torch_route_types_hyperparameters_as_torch_annotates_them():
+    with temporary_registry():
+        lossfn.register_torch_loss("margin_ranking", ["vector"], torch.nn.functional.margin_ranking_loss)
+        lossfn.register_torch_loss("ctc", ["sequence"], torch.nn.functional.ctc_loss)
+        margin = {p.name: p for p in lossfn.get_loss("margin_ranking").params}["margin"]
+        assert margin.default == 0.0 and isinstance(margin.default, float)  # torch: `margin: float = 0`
+        assert lossfn.decode_config({"type": "margin_ranking", "margin": 0.5}).margin == 0.5
+        ctc = {p.name: p.default for p in lossfn.get_loss("ctc").params}
+        assert ctc == {"blank": 0, "zero_infinity": False} and type(ctc["blank"]) is int
+        assert [p.name for p in lossfn.get_loss("margin_ranking").params] == ["margin"]  # size_average/reduce hidden
+
+
+def test_torch_route_optional_tensor_arguments_are_optional_inputs():
+    f64 = torch.float64
+    g = torch.Generator().manual_seed(2)
+    with temporary_registry():
+        bce = lossfn.register_torch_loss("bce_logits", ["binary"], torch.nn.functional.binary_cross_entropy_with_logits)
+        spec = lossfn.get_loss("bce_logits")
+        assert spec.inputs == ("input", "target", "weight", "pos_weight")
+        assert spec.optional_inputs == ("weight", "pos_weight")
+        x, y = torch.randn(5, 3, generator=g, dtype=f64), torch.rand(5, 3, generator=g, dtype=f64)
+        w, pw = torch.rand(5, 3, generator=g, dtype=f64), torch.rand(3, generator=g, dtype=f64) + 0.5
+        expected = torch.nn.functional.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw)
+        torch.testing.assert_close(bce(x, y, w, pw), expected, rtol=0, atol=0)
+        torch.testing.assert_close(bce(x, y, pos_weight=pw),
+                                   torch.nn.functional.binary_cross_entropy_with_logits(x, y, pos_weight=pw))
+        module = lossfn.build({"type": "bce_logits"})
+        assert list(inspect.signature(module.forward).parameters) == ["input", "target", "weight", "pos_weight"]
+        torch.testing.assert_close(module(x, y, w, pw), expected, rtol=0, atol=0)
+        # renamed, and the optional inputs left out
+        mae = lossfn.register_torch_loss("my_l1", ["number"], torch.nn.functional.l1_loss,
+                                         inputs=("predictions", "labels"), same_shape=True)
+        assert lossfn.get_loss("my_l1").inputs == ("predictions", "labels")
+        with pytest.raises(ValueError, match=r"^my_l1: labels must be of the same shape as predictions \[5, 3\]"):
+            mae(x, y[:, :2])
+
+
+def test_torch_route_checks_bounds_and_hides_what_a_config_cannot_hold():
     with temporary_registry():
         smooth_l1 = lossfn.register_torch_loss(
-            "smooth_l1", ["number"], torch.nn.functional.smooth_l1_loss, constraints={"beta": Meta(ge=0)}
+            "smooth_l1", ["number"], torch.nn.functional.smooth_l1_loss, constraints={"beta": Meta(ge=0)},
+            same_shape=True,
         )
         spec = lossfn.get_loss("smooth_l1")
         assert [p.name for p in spec.params] == ["beta"]  # size_average/reduce hidden
         x, y = torch.randn(5, 3), torch.randn(5, 3)
-        for reduction in ("mean", "none"):
-            expected = torch.nn.functional.smooth_l1_loss(x, y, beta=0.5, reduction="none").mean(1)
-            expected = expected.mean() if reduction == "mean" else expected
+        for reduction in ("mean", "none", "sum"):
+            expected = torch.nn.functional.smooth_l1_loss(x, y, beta=0.5, reduction=reduction)
             torch.testing.assert_close(smooth_l1(x, y, beta=0.5, reduction=reduction), expected)
         with pytest.raises(msgspec.ValidationError, match=r"at `\$.beta`"):
             lossfn.nn.SmoothL1(beta=-1.0)
-        with pytest.raises(ValueError, match=r"^smooth_l1: labels must be of the same shape"):
+        with pytest.raises(ValueError, match=r"^smooth_l1: beta must be a number >= 0; got -1.0"):
+            smooth_l1(x, y, beta=-1.0)
+        with pytest.raises(ValueError, match=r"^smooth_l1: target must be of the same shape as input"):
             smooth_l1(x, y[:, :2])
+        assert smooth_l1(torch.zeros(0), torch.zeros(0)).item() == 0.0  # torch: nan
+        # a callable parameter stays at torch's default, and the docstring says so
+        lossfn.register_torch_loss("triplet_distance", ["vector"], torch.nn.functional.triplet_margin_with_distance_loss)
+        spec = lossfn.get_loss("triplet_distance")
+        assert [p.name for p in spec.params] == ["margin", "swap"]
+        assert "Left at torch's default (a config cannot hold them): distance_function." in spec.doc
+        assert "Checked against" not in spec.doc  # it claims nothing that was not checked
+        # one line again from the same source (a re-run cell) replaces it, with a warning
+        with pytest.warns(lossfn.registry.LossRedefinedWarning):
+            lossfn.register_torch_loss("smooth_l1", ["number"], torch.nn.functional.smooth_l1_loss)
+        with pytest.raises(lossfn.DuplicateLossError):
+            lossfn.register_torch_loss("smooth_l1", ["number"], torch.nn.functional.l1_loss)
+    with pytest.raises(TypeError, match="takes no 'reduction' argument"):
+        lossfn.register_torch_loss("not_a_loss", ["number"], torch.nn.functional.relu)

@@ -83,7 +83,7 @@ LUDWIG_CATALOG = {
 }
 #: fields lossfn adds to Ludwig's (extras, with defaults that keep Ludwig's numbers)
 LOSSFN_EXTRAS = {
-    "softmax_cross_entropy": {"label_smoothing": 0.0},
+    "softmax_cross_entropy": {"label_smoothing": 0.0, "ignore_index": -100},
     "sequence_softmax_cross_entropy": {"label_smoothing": 0.0, "padding_index": 2},
     "next_token_softmax_cross_entropy": {"label_smoothing": 0.0, "padding_index": -100},
 }
@@ -225,12 +225,18 @@ def test_mape_floor_on_the_target_is_torchmetrics_epsilon():
 
 
 def test_rmse_reductions():
+    """"mean" is the root of the mean square; "none" the elementwise roots |x - y|, "sum" their sum."""
     x = torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, -1.0]], dtype=torch.float64)
     y = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
-    per = ((x - y) ** 2).mean(1)
-    torch.testing.assert_close(LF.root_mean_squared_error(x, y), F.mse_loss(x, y).sqrt())
-    torch.testing.assert_close(LF.root_mean_squared_error(x, y, reduction="none"), per.sqrt())
-    torch.testing.assert_close(LF.root_mean_squared_error(x, y, reduction="sum"), per.sqrt().sum())
+    torch.testing.assert_close(LF.root_mean_squared_error(x, y), torch.tensor(math.sqrt((1 + 4 + 4 + 4) / 6), dtype=torch.float64))
+    torch.testing.assert_close(LF.root_mean_squared_error(x, y, reduction="none"), (x - y).abs())
+    assert LF.root_mean_squared_error(x, y, reduction="sum").item() == pytest.approx(1 + 2 + 2 + 2)
+
+
+@pytest.mark.parametrize("name", ["root_mean_squared_error", "root_mean_squared_percentage_error"])
+def test_root_losses_of_nan_are_nan_not_a_perfect_fit(name):
+    x, y = torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0])
+    assert torch.isnan(getattr(LF, name)(x, y))
 
 
 @pytest.mark.parametrize("name", ["root_mean_squared_error", "root_mean_squared_percentage_error"])

@@ -1,4 +1,4 @@
-"""The pure losses: ``(logits, labels, *, params..., reduction="mean") -> Tensor``.
+"""The pure losses: ``(model_output, target, [more inputs], *, params..., reduction="mean") -> Tensor``.
 
 One private module per loss family; each loss registers itself with
 ``@register_loss`` and is re-exported here. A loss registered elsewhere (a plugin,
@@ -10,10 +10,10 @@ from typing import Any
 from lossfn.registry import get_loss as _get_loss
 from lossfn.registry import registered as _registered
 
-from ._classification import binary_weighted_cross_entropy
+from ._binary import binary_weighted_cross_entropy
+from ._binary import sigmoid_cross_entropy
 from ._common import reduce_loss
-from ._classification import sigmoid_cross_entropy
-from ._classification import softmax_cross_entropy
+from ._softmax import softmax_cross_entropy
 from ._ordinal import corn
 from ._regression import huber
 from ._regression import mean_absolute_error

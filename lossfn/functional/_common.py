@@ -1,9 +1,10 @@
 """Shared helpers of the functional layer: the one reduction, input checks, dtypes.
 
-Everything here is free of host syncs: shape and dtype checks read metadata only,
-so they run under ``torch.func`` transforms and ``torch.compile(fullgraph=True)``.
-Checks that need tensor values (label ranges) belong to a loss's ``validate=``
-hook, which modules and the CLI call, never the pure function.
+Everything here is free of host syncs: shape, dtype and device checks read
+metadata only, so they run under ``torch.func`` transforms and
+``torch.compile(fullgraph=True)``. Checks that need tensor values (label ranges)
+belong to a loss's ``validate=`` hook, which modules and the CLI call, never the
+pure function.
 """
 
 from __future__ import annotations
@@ -17,22 +18,30 @@ from torch import Tensor
 from lossfn.registry import REDUCTIONS
 
 __all__ = [
+    "INDEX_DTYPES",
+    "as_index",
     "as_param",
+    "cast",
     "check_class_indices",
+    "check_device",
     "check_floating",
     "check_integer_labels",
     "check_min_rank",
     "check_same_shape",
     "compute_dtype",
     "fail",
+    "keep_where",
     "reduce_loss",
-    "mean_over_features",
     "shape",
+    "unbatched",
     "validate_class_range",
     "validate_unit_range",
 ]
 
 _HALF = (torch.float16, torch.bfloat16)
+
+#: Integer dtypes that index like integers (``uint8`` indexes as a boolean mask).
+INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8)
 
 
 def shape(x: Tensor) -> str:
@@ -40,21 +49,24 @@ def shape(x: Tensor) -> str:
 
 
 def fail(loss: str, arg: str, expected: str, got: str) -> ValueError:
-    """The one error message form: ``loss: argument: expected ...; got ...``."""
+    """The one error message form: ``loss: argument must be ...; got ...``."""
     return ValueError(f"{loss}: {arg} must be {expected}; got {got}")
 
 
-def reduce_loss(
-    loss: Tensor, reduction: str, *, name: str, weights: Tensor | None = None
-) -> Tensor:
-    """Reduce per-example losses: ``"none"`` keeps them, ``"sum"`` adds them,
-    ``"mean"`` divides the sum by ``weights.sum()`` (the number of elements when
-    no weights are given).
+# -- reduction ----------------------------------------------------------------------
 
-    ``loss`` must already be multiplied by ``weights``: the weights only set the
-    denominator, the way ``torch.nn.functional.cross_entropy`` normalizes a
-    class-weighted mean. A mean whose weights sum to zero (every position
-    masked) is 0, with a finite (zero) gradient, instead of ``nan``.
+
+def reduce_loss(loss: Tensor, reduction: str, *, name: str, weights: Tensor | None = None) -> Tensor:
+    """Reduce unreduced losses: ``"none"`` keeps them, ``"sum"`` adds them, ``"mean"``
+    divides the sum by ``weights.sum()`` (the number of elements when no weights
+    are given; the number of kept positions for a boolean keep mask).
+
+    ``loss`` must already be multiplied by ``weights`` and be 0 where a position is
+    left out (use :func:`keep_where`, not a product, so that a NaN there stays out):
+    the weights only set the denominator, the way
+    ``torch.nn.functional.cross_entropy`` normalizes a class-weighted mean. A mean
+    with nothing to average (an empty batch, every position left out, weights that
+    sum to 0) is 0 with a zero gradient, where torch returns ``nan``.
     """
     if reduction == "none":
         return loss
@@ -62,23 +74,51 @@ def reduce_loss(
         return loss.sum()
     if reduction == "mean":
         if weights is None:
-            return loss.mean()
+            # numel() is static (per example under vmap): no host sync
+            return loss.mean() if loss.numel() > 0 else loss.sum()
+        if weights.dtype == torch.bool:  # a keep mask: the mean over the kept positions
+            return loss.sum() / weights.sum().clamp_min(1)
         total = weights.sum()
         # where() keeps 0/0 out of both the value and the gradient
         return loss.sum() / torch.where(total == 0, torch.ones_like(total), total)
     raise fail(name, "reduction", f"one of {', '.join(map(repr, REDUCTIONS))}", repr(reduction))
 
 
-def mean_over_features(elementwise: Tensor) -> Tensor:
-    """Per-example loss ``[B]`` from an elementwise loss ``[B, ...]`` (mean over the rest)."""
-    if elementwise.ndim <= 1:
-        return elementwise
-    return elementwise.flatten(1).mean(1)
+def keep_where(keep: Tensor, loss: Tensor) -> Tensor:
+    """``loss`` where ``keep``, else 0: a ``where``, never a product with a mask, so that a
+    NaN or an infinity at a left-out position (a padded token's logits) stays out."""
+    return torch.where(keep, loss, 0.0)
+
+
+def unbatched(logits: Tensor, labels: Any, *, rank: int, probabilities: bool = True) -> tuple[Tensor, Any, bool]:
+    """Give one example a batch dimension, as torch does for ``cross_entropy(x[C], y[])``.
+
+    ``rank`` is the rank of batched logits (2 for ``[B, C]``, 3 for ``[B, T, V]``);
+    logits of rank ``rank - 1`` are one example, and the labels (class indices of one
+    rank less, or, with ``probabilities``, float probabilities of the logits' shape)
+    get the batch dimension with them; anything else is left for the checks. Returns
+    ``(logits, labels, added)``; when ``added``, squeeze dimension 0 of the
+    ``"none"`` output. This is what lets ``vmap(grad(loss))`` run over single examples.
+    """
+    if logits.ndim != rank - 1 or not isinstance(labels, Tensor):
+        return logits, labels, False
+    as_probabilities = probabilities and labels.is_floating_point() and labels.shape == logits.shape
+    if labels.ndim != logits.ndim - 1 and not as_probabilities:
+        return logits, labels, False  # neither indices nor probabilities of one example: the checks say so
+    return logits.unsqueeze(0), labels.unsqueeze(0), True
+
+
+def cast(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x.to(dtype)``, without the dispatch when it already has it (a microsecond per call)."""
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
     """float32 for half-precision inputs (stable log-sum-exp), else the input dtype."""
     return torch.float32 if x.dtype in _HALF else x.dtype
+
+
+# -- input checks (metadata only) ---------------------------------------------------
 
 
 def check_floating(loss: str, arg: str, x: Any) -> None:
@@ -93,19 +133,27 @@ def check_min_rank(loss: str, arg: str, x: Tensor, rank: int, layout: str) -> No
         raise fail(loss, arg, f"of shape {layout}", f"shape {shape(x)}")
 
 
-def check_same_shape(loss: str, logits: Tensor, labels: Tensor) -> None:
-    """Regression-style losses: no silent broadcasting between output and target."""
+def check_device(loss: str, arg: str, x: Tensor, like: Tensor, like_arg: str) -> None:
+    """``x`` on ``like``'s device (torch's own error would come from deep inside a kernel)."""
+    if x.device != like.device:
+        raise fail(loss, arg, f"on the device of {like_arg} ({like.device})", f"a tensor on {x.device}")
+
+
+def check_same_shape(loss: str, logits: Tensor, labels: Any, *, names: tuple[str, str] = ("logits", "labels")) -> None:
+    """Elementwise losses: real targets of the output's shape (no silent broadcasting), on its device."""
+    first, second = names
     if not isinstance(labels, Tensor):
-        raise fail(loss, "labels", "a torch.Tensor", type(labels).__name__)
+        raise fail(loss, second, "a torch.Tensor", type(labels).__name__)
+    if labels.is_complex():
+        raise fail(loss, second, "real numbers", f"dtype {labels.dtype}")
     if labels.shape != logits.shape:
-        raise fail(
-            loss, "labels", f"of the same shape as logits {shape(logits)}", f"shape {shape(labels)}"
-        )
+        raise fail(loss, second, f"of the same shape as {first} {shape(logits)}", f"shape {shape(labels)}")
+    check_device(loss, second, labels, logits, first)
 
 
 def check_class_indices(loss: str, logits: Tensor, labels: Tensor) -> None:
-    """Integer labels ``[B, *]`` for logits ``[B, C, *]`` (class dimension 1)."""
-    expected = logits.shape[:1] + logits.shape[2:]
+    """Integer labels ``[B, *]`` for logits ``[B, C, *]`` (class dimension 1), ``[]`` for ``[C]``."""
+    expected = logits.shape[:1] + logits.shape[2:] if logits.ndim >= 2 else torch.Size([])
     if labels.shape != expected:
         dims = "[" + ", ".join(str(d) for d in expected) + "]"
         raise fail(
@@ -116,12 +164,29 @@ def check_class_indices(loss: str, logits: Tensor, labels: Tensor) -> None:
         )
 
 
-def check_integer_labels(loss: str, labels: Any, expected: str = "integer class indices") -> None:
-    """Labels that index classes or tokens: an integer tensor (not bool, float or complex)."""
+def check_integer_labels(
+    loss: str, labels: Any, expected: str = "integer class indices", *, like: Tensor | None = None
+) -> None:
+    """Labels that index classes or tokens: a signed integer tensor (not bool, unsigned,
+    float or complex), on the device of ``like`` (the logits) when it is given."""
     if not isinstance(labels, Tensor):
         raise fail(loss, "labels", "a torch.Tensor", type(labels).__name__)
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise fail(loss, "labels", expected, f"dtype {labels.dtype}")
+    if labels.dtype not in INDEX_DTYPES:
+        raise fail(
+            loss,
+            "labels",
+            f"{expected} of a signed integer dtype (int64, int32, int16 or int8; {labels.dtype} indexes as a mask)",
+            f"dtype {labels.dtype}",
+        )
+    if like is not None:
+        check_device(loss, "labels", labels, like, "logits")
+
+
+def as_index(labels: Tensor) -> Tensor:
+    """Checked integer labels as int64, the dtype ``gather`` and ``cross_entropy`` index with."""
+    return labels if labels.dtype == torch.int64 else labels.long()
 
 
 def as_param(
@@ -143,20 +208,38 @@ def as_param(
     return tensor
 
 
-def validate_class_range(loss: str) -> Callable[..., None]:
-    """A ``validate=`` hook: integer labels lie in ``[0, C)`` for logits ``[B, C, *]``.
+# -- validate= hooks (host syncs: modules and the CLI run them) ----------------------
+
+
+def validate_class_range(
+    loss: str, *, ignored: str | None = None, class_dim: int = 1, what: str = "class indices"
+) -> Callable[..., None]:
+    """A ``validate=`` hook: integer labels lie in ``[0, C)``, ``C = logits.shape[class_dim]``.
+
+    ``ignored`` names the hyperparameter whose value marks left-out labels
+    (``ignore_index``, ``padding_index``): those may be anything. One example's
+    logits ``[C]`` have their classes on dimension 0.
 
     It reads label values (a host sync), so modules and the CLI run it, never the
-    pure function.
+    pure function. Inputs of the wrong kind or shape pass through untouched: the
+    pure function then raises its own clear error.
     """
 
-    def validate(logits: Tensor, labels: Tensor, **_: Any) -> None:
-        if labels.is_floating_point() or labels.numel() == 0:
+    def validate(logits: Tensor, labels: Tensor, *_: Any, **params: Any) -> None:
+        if not isinstance(logits, Tensor) or not isinstance(labels, Tensor) or logits.ndim == 0:
             return
-        num_classes = logits.shape[1]
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            return
+        dim = class_dim if class_dim < 0 or logits.ndim >= 2 else 0
+        if ignored is not None and isinstance(params.get(ignored), int):
+            labels = labels[labels != params[ignored]]
+        if labels.numel() == 0:
+            return
+        num_classes = logits.shape[dim]
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
-            raise fail(loss, "labels", f"class indices in [0, {num_classes - 1}]", f"values in [{low}, {high}]")
+            allowed = f"{what} in [0, {num_classes - 1}]" + (f" or the {ignored}" if ignored else "")
+            raise fail(loss, "labels", allowed, f"values in [{low}, {high}]")
 
     return validate
 
@@ -167,8 +250,10 @@ def validate_unit_range(loss: str) -> Callable[..., None]:
     A host sync, like :func:`validate_class_range`: modules and the CLI run it.
     """
 
-    def validate(logits: Tensor, labels: Tensor, **_: Any) -> None:
-        if labels.dtype == torch.bool or labels.numel() == 0:
+    def validate(logits: Tensor, labels: Tensor, *_: Any, **__: Any) -> None:
+        if not isinstance(labels, Tensor) or labels.dtype == torch.bool or labels.is_complex():
+            return
+        if labels.numel() == 0:
             return
         low, high = float(labels.min()), float(labels.max())
         if low < 0 or high > 1:

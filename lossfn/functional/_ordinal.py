@@ -16,6 +16,7 @@ from ._common import (
     fail,
     reduce_loss,
     shape,
+    unbatched,
     validate_class_range,
 )
 
@@ -49,12 +50,12 @@ def corn(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Te
     ``vmap``; the log-sigmoids are ``logsigmoid``, finite for any logit.
 
     Args:
-        logits: ``[B, K]``; column :math:`k < K - 1` is task :math:`k`.
-        labels: class indices ``[B]`` (integer) in ``[0, K)``.
+        logits: ``[B, K]`` (``[K]`` for one example); column :math:`k < K - 1` is task :math:`k`.
+        labels: class indices ``[B]`` (``[]``; a signed integer dtype) in ``[0, K)``.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`\ell_n`, shape ``[B]`` (a sum over the example's
+        ``"none"``: :math:`\ell_n`, per example: shape ``[B]`` (a sum over the example's
         :math:`\min(y_n + 1, K - 1)` tasks); ``"mean"``: divided by the number of
         (example, task) pairs, not by :math:`B`; ``"sum"``: :math:`\sum_n \ell_n`.
         Same dtype as ``logits``.
@@ -75,9 +76,11 @@ def corn(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Te
     """
     name = "corn"
     check_floating(name, "logits", logits)
+    logits_in = logits
+    logits, labels, one = unbatched(logits, labels, rank=2, probabilities=False)
     if logits.ndim != 2:
-        raise fail(name, "logits", "of shape [B, K]", f"shape {shape(logits)}")
-    check_integer_labels(name, labels, "integer class indices")
+        raise fail(name, "logits", "of shape [B, K] (or [K] for one example)", f"shape {shape(logits_in)}")
+    check_integer_labels(name, labels, "integer class indices", like=logits)
     check_class_indices(name, logits, labels)
     x = logits[:, :-1].to(compute_dtype(logits))  # K - 1 tasks
     tasks = torch.arange(x.shape[1], device=labels.device)
@@ -87,4 +90,7 @@ def corn(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Te
     # -[t log σ(x) + (1 - t) log σ(-x)], each log-sigmoid finite for any logit
     elementwise = -(target * F.logsigmoid(x) + (1 - target) * F.logsigmoid(-x))
     per_example = (mask * elementwise).sum(1)
-    return reduce_loss(per_example, reduction, name=name, weights=mask.sum(1)).to(logits.dtype)
+    pairs = mask.sum(1)
+    if one:
+        per_example, pairs = per_example.squeeze(0), pairs.squeeze(0)
+    return reduce_loss(per_example, reduction, name=name, weights=pairs).to(logits.dtype)

@@ -1,4 +1,10 @@
-"""Regression losses on raw predictions (number, timeseries and vector outputs)."""
+"""Regression losses on raw predictions (number, timeseries and vector outputs).
+
+Every loss here is elementwise: ``reduction="none"`` returns one value per element
+of the predictions (their shape, as ``torch.nn.functional.mse_loss`` does),
+``"sum"`` adds them all and ``"mean"`` divides by their number. The root losses
+(RMSE, RMSPE) take the root of the mean, as Ludwig does.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,7 @@ from torch import Tensor
 
 from lossfn.registry import Feature, Reduction, register_loss
 
-from ._common import (
-    check_floating,
-    check_min_rank,
-    check_same_shape,
-    compute_dtype,
-    mean_over_features,
-    reduce_loss,
-)
+from ._common import check_floating, check_same_shape, compute_dtype, reduce_loss
 from ._torch_route import register_torch_loss
 
 __all__ = [
@@ -31,27 +30,38 @@ __all__ = [
 ]
 
 _REGRESSION = [Feature.NUMBER, Feature.TIMESERIES, Feature.VECTOR]
+_NAMES = ("predictions", "labels")
+
+
+def _pair(name: str, predictions: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Checked predictions and targets in the compute dtype (float32 for half inputs)."""
+    check_floating(name, "predictions", predictions)
+    check_same_shape(name, predictions, labels, names=_NAMES)
+    x = predictions.to(compute_dtype(predictions))
+    return x, labels.to(x.dtype)
 
 
 @register_loss("mean_squared_error", _REGRESSION)
-def mean_squared_error(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+def mean_squared_error(predictions: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Tensor:
     r"""Mean squared error between predictions and targets.
 
     .. math::
 
-        \ell_n = \frac{1}{D} \sum_{d} (x_{n,d} - y_{n,d})^2
+        \ell_i = (x_i - y_i)^2
 
-    where :math:`d` runs over every dimension after the batch one (:math:`D = 1`
-    for ``[B]`` inputs).
+    for every element :math:`i` of the predictions, any shape (``[B]``, ``[B, D]``,
+    a scalar), then reduced over all of them.
 
     Args:
-        logits: predictions ``[B]`` or ``[B, ...]``.
+        predictions: predictions of any shape.
         labels: targets of the same shape (no broadcasting).
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`\ell`, shape ``[B]``; ``"mean"``: :math:`\frac1B\sum_n \ell_n`,
-        equal to ``torch.nn.functional.mse_loss``; ``"sum"``: :math:`\sum_n \ell_n`.
+        ``"none"``: :math:`\ell`, elementwise (the predictions' shape); ``"sum"``:
+        :math:`\sum_i \ell_i`; ``"mean"``: :math:`\frac1N \sum_i \ell_i` over the
+        :math:`N` elements (0 for an empty batch). Each is
+        ``torch.nn.functional.mse_loss``'s number. Same dtype as ``predictions``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -59,33 +69,31 @@ def mean_squared_error(logits: Tensor, labels: Tensor, *, reduction: Reduction =
         tensor(2.5000)
 
     References:
-        Checked against ``torch.nn.functional.mse_loss``.
+        Checked against ``torch.nn.functional.mse_loss`` for every reduction.
     """
     name = "mean_squared_error"
-    check_floating(name, "logits", logits)
-    check_min_rank(name, "logits", logits, 1, "[B] or [B, ...]")
-    check_same_shape(name, logits, labels)
-    x = logits.to(compute_dtype(logits))  # float32 for half inputs, like the other losses
-    squared = (x - labels.to(x.dtype)).square()
-    return reduce_loss(mean_over_features(squared), reduction, name=name).to(logits.dtype)
+    x, y = _pair(name, predictions, labels)
+    return reduce_loss((x - y).square(), reduction, name=name).to(predictions.dtype)
 
 
 _MAE_DOC = r"""Mean absolute error between predictions and targets (torch's ``l1_loss``).
 
     .. math::
 
-        \ell_n = \frac{1}{D} \sum_{d} |x_{n,d} - y_{n,d}|
+        \ell_i = |x_i - y_i|
 
-    where :math:`d` runs over every dimension after the batch one.
+    for every element :math:`i` of the predictions, any shape.
 
     Args:
-        logits: predictions ``[B]`` or ``[B, ...]``.
-        labels: targets of the same shape.
+        predictions: predictions of any shape.
+        labels: targets of the same shape (no broadcasting).
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`\ell`, shape ``[B]``; ``"mean"``: equal to
-        ``torch.nn.functional.l1_loss``; ``"sum"``: :math:`\sum_n \ell_n`.
+        ``"none"``: :math:`\ell`, elementwise (the predictions' shape); ``"sum"``:
+        :math:`\sum_i \ell_i`; ``"mean"``: their mean over all elements. Each is
+        torch's own number: the reduction is passed to ``l1_loss`` (except the mean
+        of an empty batch, 0 here and ``nan`` in torch).
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -94,10 +102,12 @@ _MAE_DOC = r"""Mean absolute error between predictions and targets (torch's ``l1
 
     References:
         Registered in one line from ``torch.nn.functional.l1_loss`` (Ludwig's torch
-        route) and checked against it.
+        route) and checked against it for every reduction.
     """
 
-mean_absolute_error = register_torch_loss("mean_absolute_error", _REGRESSION, F.l1_loss, doc=_MAE_DOC)
+mean_absolute_error = register_torch_loss(
+    "mean_absolute_error", _REGRESSION, F.l1_loss, inputs=_NAMES, same_shape=True, doc=_MAE_DOC
+)
 
 
 #: torchmetrics' floor on ``|target|`` in the percentage error (Ludwig calls torchmetrics).
@@ -106,51 +116,44 @@ MAPE_EPSILON = 1.17e-6
 RMSPE_EPSILON = 1e-4
 
 
-def _pair(name: str, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Checked predictions and targets in the compute dtype (float32 for half inputs)."""
-    check_floating(name, "logits", logits)
-    check_min_rank(name, "logits", logits, 1, "[B] or [B, ...]")
-    check_same_shape(name, logits, labels)
-    x = logits.to(compute_dtype(logits))
-    return x, labels.to(x.dtype)
-
-
 def _sqrt(u: Tensor) -> Tensor:
-    """``sqrt(u)`` for ``u >= 0`` with the gradient 0 (a subgradient) at ``u = 0``, not inf/nan."""
+    """``sqrt(u)`` for ``u >= 0`` with the gradient 0 (a subgradient) at ``u = 0``, not inf/nan.
+
+    NaN stays NaN (``u * 0``, not a constant 0): a diverged model must not report a perfect fit.
+    """
     positive = u > 0
     safe = torch.where(positive, u, torch.ones_like(u))  # where() twice: no 1/sqrt(0) in the gradient
-    return torch.where(positive, safe.sqrt(), torch.zeros_like(u))
+    return torch.where(positive, safe.sqrt(), u * 0)
 
 
-def _root_mean(per_example: Tensor, reduction: str, name: str) -> Tensor:
-    """``"mean"``: the root of the batch mean; ``"none"``/``"sum"``: per-example roots."""
+def _root_mean(elementwise: Tensor, reduction: str, name: str) -> Tensor:
+    """``"mean"``: the root of the mean of the squares; ``"none"``/``"sum"``: elementwise roots."""
     if reduction == "mean":
-        return _sqrt(per_example.mean())
-    return reduce_loss(_sqrt(per_example), reduction, name=name)
+        return _sqrt(reduce_loss(elementwise, "mean", name=name))
+    return reduce_loss(_sqrt(elementwise), reduction, name=name)
 
 
 @register_loss("mean_absolute_percentage_error", _REGRESSION)
-def mean_absolute_percentage_error(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+def mean_absolute_percentage_error(predictions: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Tensor:
     r"""Mean absolute percentage error, relative to the target (as a fraction, not in %).
 
     .. math::
 
-        \ell_n = \frac{1}{D} \sum_{d} \frac{|x_{n,d} - y_{n,d}|}{\max(|y_{n,d}|,\ \epsilon)},
-        \qquad \epsilon = 1.17 \cdot 10^{-6}
+        \ell_i = \frac{|x_i - y_i|}{\max(|y_i|,\ \epsilon)}, \qquad \epsilon = 1.17 \cdot 10^{-6}
 
-    where :math:`d` runs over every dimension after the batch one. :math:`\epsilon`
-    is torchmetrics' floor, the one Ludwig's loss gets by calling torchmetrics: a
-    zero target gives a large finite loss, not inf.
+    for every element :math:`i`. :math:`\epsilon` is torchmetrics' floor, the one
+    Ludwig's loss gets by calling torchmetrics: a zero target gives a large finite
+    loss, not inf.
 
     Args:
-        logits: predictions ``[B]`` or ``[B, ...]``.
+        predictions: predictions of any shape.
         labels: targets of the same shape.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`\ell`, shape ``[B]``; ``"mean"``: :math:`\frac1B\sum_n \ell_n`,
-        torchmetrics' ``mean_absolute_percentage_error``; ``"sum"``: :math:`\sum_n \ell_n`.
-        Same dtype as ``logits``.
+        ``"none"``: :math:`\ell`, elementwise (the predictions' shape); ``"sum"``:
+        :math:`\sum_i \ell_i`; ``"mean"``: :math:`\frac1N \sum_i \ell_i`,
+        torchmetrics' ``mean_absolute_percentage_error``. Same dtype as ``predictions``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -162,35 +165,35 @@ def mean_absolute_percentage_error(logits: Tensor, labels: Tensor, *, reduction:
         ``mean_absolute_percentage_error``).
     """
     name = "mean_absolute_percentage_error"
-    x, y = _pair(name, logits, labels)
+    x, y = _pair(name, predictions, labels)
     relative = (x - y).abs() / y.abs().clamp_min(MAPE_EPSILON)
-    return reduce_loss(mean_over_features(relative), reduction, name=name).to(logits.dtype)
+    return reduce_loss(relative, reduction, name=name).to(predictions.dtype)
 
 
 @register_loss("root_mean_squared_error", [Feature.NUMBER])
-def root_mean_squared_error(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Tensor:
-    r"""Root mean squared error: the square root of the batch's mean squared error.
+def root_mean_squared_error(predictions: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Tensor:
+    r"""Root mean squared error: the square root of the mean squared error.
 
     .. math::
 
-        m_n = \frac{1}{D} \sum_{d} (x_{n,d} - y_{n,d})^2, \qquad \ell_n = \sqrt{m_n}
+        \text{mean} = \sqrt{\frac{1}{N} \sum_i (x_i - y_i)^2}, \qquad
+        \ell_i = \sqrt{(x_i - y_i)^2} = |x_i - y_i|, \qquad \text{sum} = \sum_i \ell_i
 
-        \text{mean} = \sqrt{\frac{1}{B} \sum_n m_n}, \qquad \text{sum} = \sum_n \ell_n
-
-    ``"mean"`` is Ludwig's number, the root of the batch mean, which is not the
-    mean of the per-example roots :math:`\ell_n` (it is larger or equal). The
-    square root has gradient 0 where the error is exactly 0 (instead of nan).
+    ``"mean"`` is Ludwig's number, the root of the mean over the :math:`N` elements.
+    It is not the mean of the elementwise roots :math:`\ell_i` that ``"none"``
+    returns (it is larger or equal): the root couples the batch. The square root
+    has gradient 0 where the error is exactly 0 (instead of nan).
 
     Args:
-        logits: predictions ``[B]`` or ``[B, ...]``.
+        predictions: predictions of any shape (``[B]`` for number outputs).
         labels: targets of the same shape.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: the per-example root :math:`\ell_n = \sqrt{m_n}`, shape ``[B]``
-        (:math:`|x_n - y_n|` for ``[B]`` inputs); ``"mean"``:
-        :math:`\sqrt{\frac1B \sum_n m_n}`, a scalar; ``"sum"``: :math:`\sum_n \ell_n`.
-        Same dtype as ``logits``.
+        ``"none"``: the elementwise root :math:`\ell_i = |x_i - y_i|` (the
+        predictions' shape); ``"sum"``: :math:`\sum_i \ell_i`; ``"mean"``:
+        :math:`\sqrt{\frac1N \sum_i (x_i - y_i)^2}`, a scalar (0 for an empty batch).
+        Same dtype as ``predictions``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -201,36 +204,36 @@ def root_mean_squared_error(logits: Tensor, labels: Tensor, *, reduction: Reduct
         Checked against ``sqrt(torch.nn.functional.mse_loss)``, Ludwig's ``RMSELoss``.
     """
     name = "root_mean_squared_error"
-    x, y = _pair(name, logits, labels)
-    return _root_mean(mean_over_features((x - y).square()), reduction, name).to(logits.dtype)
+    x, y = _pair(name, predictions, labels)
+    return _root_mean((x - y).square(), reduction, name).to(predictions.dtype)
 
 
 @register_loss("root_mean_squared_percentage_error", [Feature.NUMBER])
 def root_mean_squared_percentage_error(
-    logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean"
+    predictions: Tensor, labels: Tensor, *, reduction: Reduction = "mean"
 ) -> Tensor:
     r"""Root mean squared percentage error, relative to the target (as a fraction).
 
     .. math::
 
-        m_n = \frac{1}{D} \sum_{d} \Bigl(\frac{y_{n,d} - x_{n,d}}
-              {y_{n,d} + 10^{-4}\,[y_{n,d} = 0]}\Bigr)^2, \qquad \ell_n = \sqrt{m_n}
-
-        \text{mean} = \sqrt{\frac{1}{B} \sum_n m_n}, \qquad \text{sum} = \sum_n \ell_n
+        r_i = \frac{y_i - x_i}{y_i + 10^{-4}\,[y_i = 0]}, \qquad
+        \text{mean} = \sqrt{\frac{1}{N} \sum_i r_i^2}, \qquad
+        \ell_i = |r_i|, \qquad \text{sum} = \sum_i \ell_i
 
     The guard :math:`10^{-4}` is Ludwig's: it is added only where the target is
     exactly 0, so such a target gives a large finite loss. As for
-    :func:`root_mean_squared_error`, ``"mean"`` is the root of the batch mean.
+    :func:`root_mean_squared_error`, ``"mean"`` is the root of the mean, not the
+    mean of the elementwise roots that ``"none"`` returns.
 
     Args:
-        logits: predictions ``[B]`` or ``[B, ...]``.
+        predictions: predictions of any shape (``[B]`` for number outputs).
         labels: targets of the same shape.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: the per-example root :math:`\ell_n`, shape ``[B]``; ``"mean"``:
-        :math:`\sqrt{\frac1B \sum_n m_n}` (Ludwig's number); ``"sum"``:
-        :math:`\sum_n \ell_n`. Same dtype as ``logits``.
+        ``"none"``: the elementwise root :math:`\ell_i = |r_i|` (the predictions'
+        shape); ``"sum"``: :math:`\sum_i \ell_i`; ``"mean"``:
+        :math:`\sqrt{\frac1N \sum_i r_i^2}` (Ludwig's number). Same dtype as ``predictions``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -242,15 +245,15 @@ def root_mean_squared_percentage_error(
         (``ludwig.utils.loss_utils.rmspe_loss``).
     """
     name = "root_mean_squared_percentage_error"
-    x, y = _pair(name, logits, labels)
+    x, y = _pair(name, predictions, labels)
     denominator = y + RMSPE_EPSILON * (y == 0).to(y.dtype)
     relative = (y - x) / denominator
-    return _root_mean(mean_over_features(relative.square()), reduction, name).to(logits.dtype)
+    return _root_mean(relative.square(), reduction, name).to(predictions.dtype)
 
 
 @register_loss("huber", _REGRESSION)
 def huber(
-    logits: Tensor,
+    predictions: Tensor,
     labels: Tensor,
     *,
     delta: Annotated[
@@ -265,27 +268,27 @@ def huber(
 
     .. math::
 
-        \ell_{n,d} = \begin{cases}
-            \tfrac12 (x_{n,d} - y_{n,d})^2 & |x_{n,d} - y_{n,d}| \le \delta \\
-            \delta \bigl(|x_{n,d} - y_{n,d}| - \tfrac12 \delta\bigr) & \text{otherwise}
-        \end{cases},
-        \qquad \ell_n = \frac{1}{D} \sum_d \ell_{n,d}
+        \ell_i = \begin{cases}
+            \tfrac12 (x_i - y_i)^2 & |x_i - y_i| \le \delta \\
+            \delta \bigl(|x_i - y_i| - \tfrac12 \delta\bigr) & \text{otherwise}
+        \end{cases}
 
-    Written with ``torch.where`` rather than through ``torch.nn.functional.huber_loss``
-    so that :math:`\delta` may be a 0-d tensor (a ``vmap`` over a grid, a gradient
-    with respect to :math:`\delta`). ``smooth_l1_loss`` with ``beta = δ`` is this
-    loss divided by :math:`\delta`.
+    for every element :math:`i`. Written with ``torch.where`` rather than through
+    ``torch.nn.functional.huber_loss`` so that :math:`\delta` may be a 0-d tensor
+    (a ``vmap`` over a grid, a gradient with respect to :math:`\delta`; a tensor
+    :math:`\delta` is not checked to be positive, which would read it).
+    ``smooth_l1_loss`` with ``beta = δ`` is this loss divided by :math:`\delta`.
 
     Args:
-        logits: predictions ``[B]`` or ``[B, ...]``.
+        predictions: predictions of any shape.
         labels: targets of the same shape.
         delta: :math:`\delta > 0`, a number or a 0-d tensor.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`\ell`, shape ``[B]``; ``"mean"``: :math:`\frac1B\sum_n \ell_n`,
-        equal to ``torch.nn.functional.huber_loss``; ``"sum"``: :math:`\sum_n \ell_n`.
-        Same dtype as ``logits``.
+        ``"none"``: :math:`\ell`, elementwise (the predictions' shape); ``"sum"``:
+        :math:`\sum_i \ell_i`; ``"mean"``: :math:`\frac1N\sum_i \ell_i`. Each is
+        ``torch.nn.functional.huber_loss``'s number. Same dtype as ``predictions``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -295,12 +298,12 @@ def huber(
     References:
         Huber, `Robust Estimation of a Location Parameter
         <https://doi.org/10.1214/aoms/1177703732>`_, 1964. Checked against
-        ``torch.nn.functional.huber_loss`` (Ludwig's ``HuberLoss`` is
-        ``torch.nn.HuberLoss``).
+        ``torch.nn.functional.huber_loss`` for every reduction (Ludwig's
+        ``HuberLoss`` is ``torch.nn.HuberLoss``).
     """
     name = "huber"
-    x, y = _pair(name, logits, labels)
+    x, y = _pair(name, predictions, labels)
     error = x - y
     absolute = error.abs()
     elementwise = torch.where(absolute <= delta, 0.5 * error.square(), delta * (absolute - 0.5 * delta))
-    return reduce_loss(mean_over_features(elementwise), reduction, name=name).to(logits.dtype)
+    return reduce_loss(elementwise, reduction, name=name).to(predictions.dtype)

@@ -1,8 +1,10 @@
 """Per-token softmax cross-entropy for sequence and text outputs (logits ``[B, T, V]``).
 
-Both losses move the vocabulary to dimension 1 and reuse the softmax core of
-``_classification.py`` (class weights, robust mixture, confidence penalty, class
-similarities, label smoothing), then leave padding positions out of the mean.
+Both losses flatten the tokens to ``[B·T, V]`` and reuse the softmax core of
+``_softmax.py`` (class weights, robust mixture, confidence penalty, class
+similarities, label smoothing); padding positions are left out of the loss and the
+mean with a ``where`` (torch's ``ignore_index``), so whatever their logits hold,
+NaN included, stays out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch import Tensor
 
 from lossfn.registry import Feature, Reduction, register_loss
 
-from ._classification import (
+from ._softmax import (
     ClassSimilarities,
     ClassWeights,
     ConfidencePenalty,
@@ -24,7 +26,7 @@ from ._classification import (
     SimilarityTemperature,
     cross_entropy_terms,
 )
-from ._common import check_floating, check_integer_labels, fail, reduce_loss, shape
+from ._common import cast, check_floating, check_integer_labels, fail, reduce_loss, shape, unbatched, validate_class_range
 
 __all__ = ["next_token_softmax_cross_entropy", "sequence_softmax_cross_entropy"]
 
@@ -51,13 +53,14 @@ def _token_terms(
     shift: bool,
     padding_index: Any,
     unique: bool,
+    mean_weights: bool,
     **params: Any,
-) -> tuple[Tensor, Tensor]:
-    """Per-token losses ``[B, T']`` (0 at excluded positions) and their mean weights."""
+) -> tuple[Tensor, Tensor | None]:
+    """Per-token losses ``[B, T']`` (exactly 0 at left-out positions) and their mean weights."""
     check_floating(name, "logits", logits)
     if logits.ndim != 3:
-        raise fail(name, "logits", "of shape [B, T, V]", f"shape {shape(logits)}")
-    check_integer_labels(name, labels, "integer token indices")
+        raise fail(name, "logits", "of shape [B, T, V] (or [T, V] for one sequence)", f"shape {shape(logits)}")
+    check_integer_labels(name, labels, "integer token indices", like=logits)
     if labels.shape != logits.shape[:2]:
         dims = f"[{logits.shape[0]}, {logits.shape[1]}]"
         raise fail(
@@ -65,48 +68,33 @@ def _token_terms(
         )
     if shift:  # position t predicts token t + 1: a time-step shift, never a batch one
         logits, labels = logits[:, :-1], labels[:, 1:]
-    keep = labels != padding_index
+    batch, steps, vocabulary = logits.shape
+    keep = None
     if unique:
         # drop a token equal to a kept token earlier in its sequence: [B, T, T] comparison
-        steps = labels.shape[1]
+        keep = labels != padding_index
         earlier = torch.ones(steps, steps, dtype=torch.bool, device=labels.device).tril(-1)
         same = labels.unsqueeze(2) == labels.unsqueeze(1)
         repeated = (same & earlier & keep.unsqueeze(1)).any(2)
-        keep = keep & ~repeated
-    # padding may be any integer (e.g. -100): gather a valid index there, masked below
-    safe = torch.where(keep, labels, torch.zeros_like(labels))
-    loss, weights = cross_entropy_terms(name, logits.movedim(-1, 1), safe, **params)
-    mask = keep.to(loss.dtype)
-    weights = mask if weights is None else weights * mask
-    return loss * mask, weights
-
-
-def _validate_tokens(name: str) -> Any:
-    """``validate=`` hook: non-padding token indices lie in ``[0, V)`` (a host sync)."""
-
-    def validate(logits: Tensor, labels: Tensor, *, padding_index: int = IGNORE_INDEX, **_: Any) -> None:
-        if labels.is_floating_point() or labels.numel() == 0:
-            return
-        tokens = labels[labels != padding_index]
-        if tokens.numel() == 0:
-            return
-        vocabulary = logits.shape[-1]
-        low, high = int(tokens.min()), int(tokens.max())
-        if low < 0 or high >= vocabulary:
-            raise fail(
-                name,
-                "labels",
-                f"token indices in [0, {vocabulary - 1}] or the padding index",
-                f"values in [{low}, {high}]",
-            )
-
-    return validate
+        keep = (keep & ~repeated).reshape(-1)
+    loss, weights = cross_entropy_terms(
+        name,
+        logits.reshape(batch * steps, vocabulary),
+        labels.reshape(batch * steps),
+        ignore_index=None if unique else padding_index,
+        keep=keep,
+        mean_weights=mean_weights,
+        **params,
+    )
+    return loss.reshape(batch, steps), None if weights is None else weights.reshape(batch, steps)
 
 
 @register_loss(
     "sequence_softmax_cross_entropy",
     [Feature.SEQUENCE, Feature.TEXT],
-    validate=_validate_tokens("sequence_softmax_cross_entropy"),
+    validate=validate_class_range(
+        "sequence_softmax_cross_entropy", ignored="padding_index", class_dim=-1, what="token indices"
+    ),
 )
 def sequence_softmax_cross_entropy(
     logits: Tensor,
@@ -146,8 +134,9 @@ def sequence_softmax_cross_entropy(
         \qquad \text{sum} = \sum_{b,t} m_{b,t}\, \ell_{b,t}
 
     Args:
-        logits: ``[B, T, V]``.
-        labels: token indices ``[B, T]`` (integer); ``padding_index`` marks padding.
+        logits: ``[B, T, V]``, or ``[T, V]`` for one sequence.
+        labels: token indices ``[B, T]`` (``[T]``; a signed integer dtype);
+            ``padding_index`` marks padding, whose logits may hold anything (NaN too).
         class_weights: ``[V]`` non-negative weights, a list or a tensor.
         robust_lambda: :math:`\lambda \in [0, 1]`.
         confidence_penalty: :math:`\beta \ge 0`.
@@ -161,9 +150,11 @@ def sequence_softmax_cross_entropy(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`m \ell`, shape ``[B, T]`` (0 at padding); ``"sum"``: their
-        sum; ``"mean"``: the weighted mean over kept tokens (0 if none is kept).
-        Same dtype as ``logits``.
+        ``"none"``: :math:`m \ell`, per token: shape ``[B, T]`` (``[T]``), exactly 0 at
+        padding; ``"sum"``: their sum; ``"mean"``: the weighted mean over kept tokens
+        (0 if none is kept, where torch returns nan). Without ``unique`` and the
+        Ludwig options, each is ``F.cross_entropy``'s number on the flattened tokens
+        with ``ignore_index=padding_index``. Same dtype as ``logits``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -198,7 +189,9 @@ def sequence_softmax_cross_entropy(
 @register_loss(
     "next_token_softmax_cross_entropy",
     [Feature.SEQUENCE, Feature.TEXT],
-    validate=_validate_tokens("next_token_softmax_cross_entropy"),
+    validate=validate_class_range(
+        "next_token_softmax_cross_entropy", ignored="padding_index", class_dim=-1, what="token indices"
+    ),
 )
 def next_token_softmax_cross_entropy(
     logits: Tensor,
@@ -232,8 +225,9 @@ def next_token_softmax_cross_entropy(
     :func:`sequence_softmax_cross_entropy`.
 
     Args:
-        logits: ``[B, T, V]``.
-        labels: token indices ``[B, T]`` (integer), the input sequence itself.
+        logits: ``[B, T, V]``, or ``[T, V]`` for one sequence.
+        labels: token indices ``[B, T]`` (``[T]``; a signed integer dtype), the input
+            sequence itself.
         class_weights: ``[V]`` non-negative weights, a list or a tensor.
         robust_lambda: :math:`\lambda \in [0, 1]`.
         confidence_penalty: :math:`\beta \ge 0`.
@@ -246,8 +240,11 @@ def next_token_softmax_cross_entropy(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: shape ``[B, T - 1]`` (0 at padding); ``"sum"``: their sum;
-        ``"mean"``: the weighted mean over kept tokens. Same dtype as ``logits``.
+        ``"none"``: per token, shape ``[B, T - 1]`` (``[T - 1]``), exactly 0 at
+        padding; ``"sum"``: their sum; ``"mean"``: the weighted mean over kept tokens
+        (0 if none is kept). Without ``unique`` and the Ludwig options, each is
+        ``F.cross_entropy``'s number on the shifted, flattened tokens with
+        ``ignore_index=padding_index``. Same dtype as ``logits``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -279,5 +276,11 @@ def next_token_softmax_cross_entropy(
 
 
 def _reduced(name: str, logits: Tensor, labels: Tensor, *, reduction: str, **params: Any) -> Tensor:
-    loss, weights = _token_terms(name, logits, labels, **params)
-    return reduce_loss(loss, reduction, name=name, weights=weights).to(logits.dtype)
+    if not isinstance(labels, Tensor):
+        raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
+    logits_in = logits
+    logits, labels, one = unbatched(logits, labels, rank=3, probabilities=False)
+    loss, weights = _token_terms(name, logits, labels, mean_weights=reduction == "mean", **params)
+    if one:
+        loss = loss.squeeze(0)
+    return cast(reduce_loss(loss, reduction, name=name, weights=weights), logits_in.dtype)

@@ -23,7 +23,9 @@ from torch import Tensor
 from lossfn.registry import Feature, Reduction, register_loss
 
 from ._common import (
+    as_index,
     check_class_indices,
+    check_device,
     check_floating,
     check_integer_labels,
     check_min_rank,
@@ -32,6 +34,7 @@ from ._common import (
     fail,
     reduce_loss,
     shape,
+    unbatched,
     validate_class_range,
     validate_unit_range,
 )
@@ -239,9 +242,10 @@ def bi_tempered_logistic_loss(
     instead of :math:`+\infty`. Half-precision logits are computed in float32.
 
     Args:
-        logits: ``[B, C]``, or ``[B, C, d1, ...]`` (class dimension 1), ``C >= 2``.
-        labels: class indices ``[B]`` / ``[B, d1, ...]`` (integer), or class
-            probabilities of the logits' shape (float).
+        logits: ``[B, C]``, or ``[B, C, d1, ...]`` (class dimension 1), or ``[C]``
+            for one example; ``C >= 2``.
+        labels: class indices ``[B]`` / ``[B, d1, ...]`` / ``[]`` (a signed integer
+            dtype), or class probabilities of the logits' shape (float).
         t1: temperature of the log, :math:`0 < t_1 \le 1`; a number or a 0-d tensor.
         t2: temperature of the exp, :math:`t_2 > 0`; a number or a 0-d tensor. As a
             number it picks one normalization method; as a tensor all three run and
@@ -252,8 +256,9 @@ def bi_tempered_logistic_loss(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`\ell` of shape ``[B]`` (``[B, d1, ...]``); ``"mean"``: its
-        mean; ``"sum"``: its sum (0-d). Same dtype as ``logits``.
+        ``"none"``: :math:`\ell`, per example: shape ``[B]`` (``[B, d1, ...]``, ``[]``
+        for one example); ``"mean"``: its mean (0 for an empty batch); ``"sum"``: its
+        sum (0-d). Same dtype as ``logits``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -276,22 +281,25 @@ def bi_tempered_logistic_loss(
     """
     name = "bi_tempered_logistic_loss"
     check_floating(name, "logits", logits)
-    check_min_rank(name, "logits", logits, 2, "[B, C] or [B, C, d1, ...]")
-    if logits.shape[1] < 2:
-        raise fail(name, "logits", "of shape [B, C] with at least 2 classes", f"shape {shape(logits)}")
+    check_min_rank(name, "logits", logits, 1, "[B, C], [B, C, d1, ...] or [C]")
     if not isinstance(labels, Tensor):
         raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
+    dtype = logits.dtype
+    logits, labels, one = unbatched(logits, labels, rank=2)
+    if logits.shape[1] < 2:
+        raise fail(name, "logits", "of shape [B, C] with at least 2 classes", f"shape {shape(logits)}")
     x = logits.to(compute_dtype(logits))
     t1, t2, label_smoothing, num_iters = _check_temperatures(name, x, t1, t2, label_smoothing, num_iters)
     if labels.is_floating_point():  # class probabilities
         if labels.shape != logits.shape:
             raise fail(name, "labels", f"probabilities of the logits' shape {shape(logits)}", f"shape {shape(labels)}")
+        check_device(name, "labels", labels, logits, "logits")
         target = labels.to(x.dtype).movedim(1, -1)
         indices = False
     else:
-        check_integer_labels(name, labels, "integer class indices or float probabilities")
+        check_integer_labels(name, labels, "integer class indices or float probabilities", like=logits)
         check_class_indices(name, logits, labels)
-        target = labels
+        target = as_index(labels)
         indices = True
     loss = _bi_tempered(
         x.movedim(1, -1),
@@ -302,7 +310,9 @@ def bi_tempered_logistic_loss(
         num_iters=num_iters,
         indices=indices,
     )
-    return reduce_loss(loss, reduction, name=name).to(logits.dtype)
+    if one:
+        loss = loss.squeeze(0)
+    return reduce_loss(loss, reduction, name=name).to(dtype)
 
 
 @register_loss(
@@ -343,7 +353,7 @@ def bi_tempered_binary_logistic_loss(
     normalization, the gradients and the finite values beyond the reference.
 
     Args:
-        logits: ``[B]`` or ``[B, ...]``, the activation of the positive class.
+        logits: any shape (``[B]``, ``[B, ...]``), the activation of the positive class.
         labels: the same shape; 0/1 (bool or integer) or probabilities (float).
         t1: temperature of the log, :math:`0 < t_1 \le 1`; a number or a 0-d tensor.
         t2: temperature of the exp, :math:`t_2 > 0`; a number or a 0-d tensor.
@@ -352,8 +362,8 @@ def bi_tempered_binary_logistic_loss(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`\ell` of the logits' shape; ``"mean"``: its mean over every
-        element; ``"sum"``: its sum (0-d). Same dtype as ``logits``.
+        ``"none"``: :math:`\ell`, elementwise (the logits' shape); ``"mean"``: its
+        mean over every element; ``"sum"``: its sum (0-d). Same dtype as ``logits``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -372,10 +382,7 @@ def bi_tempered_binary_logistic_loss(
     """
     name = "bi_tempered_binary_logistic_loss"
     check_floating(name, "logits", logits)
-    check_min_rank(name, "logits", logits, 1, "[B] or [B, ...]")
     check_same_shape(name, logits, labels)
-    if labels.is_complex():
-        raise fail(name, "labels", "0/1 or probabilities", f"dtype {labels.dtype}")
     x = logits.to(compute_dtype(logits))
     t1, t2, label_smoothing, num_iters = _check_temperatures(name, x, t1, t2, label_smoothing, num_iters)
     y = labels.to(x.dtype)

@@ -17,7 +17,34 @@ from typing import Any
 import torch
 from torch import Tensor
 
-Inputs = tuple[Tensor, Tensor]
+Inputs = tuple[Tensor | None, ...]
+
+
+def per_example(*inputs: Tensor) -> tuple[int, ...]:
+    """``reduction="none"`` has one value per example: ``[B]``."""
+    return tuple(inputs[0].shape[:1])
+
+
+def elementwise(*inputs: Tensor) -> tuple[int, ...]:
+    """``reduction="none"`` has one value per element of the model output (its shape)."""
+    return tuple(inputs[0].shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Twin:
+    """A ``torch.nn.functional`` call the loss must equal, for every reduction.
+
+    Attributes:
+        label: what this twin exercises (the test id).
+        make: ``make(dtype, generator) -> inputs``: inputs of a shape torch accepts.
+        torch: ``torch(*inputs, reduction=...)``: torch's number.
+        params: the loss's keyword arguments for this call.
+    """
+
+    label: str
+    make: Callable[[torch.dtype, torch.Generator], Inputs]
+    torch: Callable[..., Tensor]
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,20 +53,23 @@ class Case:
 
     Attributes:
         name: the registry name.
-        make: ``make(batch, dtype, generator) -> (logits, labels)``: a sample batch
-            (labels on the same device; integer or float as the loss takes them).
+        make: ``make(batch, dtype, generator) -> inputs``: a sample batch, one
+            tensor per input of the loss in its order (the model output first;
+            labels on the same device, integer or float as the loss takes them).
         params: hyperparameter settings to check, each a dict of keyword
             arguments to the function (and the module); ``{}`` means defaults.
-        reference: ``reference(logits, labels, reduction=..., **params)`` from an
+        reference: ``reference(*inputs, reduction=..., **params)`` from an
             independent source (torch.nn.functional, a closed form), or None.
         twice_differentiable: the hessian is checked against autograd's.
         extreme: the scale of the logits in the extreme-input check.
         tolerance: (rtol, atol) for comparisons in float32.
-        none_shape: ``none_shape(logits, labels)``, the shape of ``reduction="none"``
-            (default: the batch dimension, ``[B]``; ``[B, T]`` for per-token losses).
-        mean_weights: ``mean_weights(logits, labels, **params)``: the weights of
+        none_shape: ``none_shape(*inputs)``, the shape of ``reduction="none"``:
+            :func:`per_example` (the default, ``[B]``), :func:`elementwise` (the
+            model output's shape), ``[B, T]`` for per-token losses.
+        mean_weights: ``mean_weights(*inputs, **params)``: the weights of
             the weighted mean (``"mean" == (none).sum() / weights.sum()``), or
             None for a plain mean over the ``"none"`` output.
+        twins: the ``torch.nn.functional`` calls the loss equals (see :class:`Twin`).
         skip: ``{check: reason}`` for generic checks that do not apply to this
             loss (e.g. ``"reduction_consistency"`` for a loss whose mean is not a
             mean of per-example values). The reason is shown in the test report.
@@ -52,9 +82,10 @@ class Case:
     twice_differentiable: bool = True
     extreme: float = 1e4
     tolerance: tuple[float, float] = (1e-5, 1e-6)
-    none_shape: Callable[[Tensor, Tensor], tuple[int, ...]] = lambda logits, labels: tuple(logits.shape[:1])
-    mean_weights: Callable[..., Tensor | None] = lambda logits, labels, **params: None
+    none_shape: Callable[..., tuple[int, ...]] = per_example
+    mean_weights: Callable[..., Tensor | None] = lambda *inputs, **params: None
     skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    twins: tuple[Twin, ...] = ()
 
 
 def class_logits(num_classes: int) -> Callable[[int, torch.dtype, torch.Generator], Inputs]:

@@ -14,8 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import Case, class_logits, regression
-from .core import softmax_reference
+from . import Case, Twin, class_logits, elementwise, regression
+from .core import _regression_twins, binary, softmax_reference
 
 VOCABULARY = 6
 STEPS = 5
@@ -24,12 +24,8 @@ SIMILARITIES_6 = [[1.0 if i == j else 0.5 if abs(i - j) == 1 else 0.0 for j in r
 TOKEN_WEIGHTS = [1.0, 0.5, 2.0, 1.5, 0.25, 3.0]
 
 
-def _reduce(per_example, reduction):
-    return {"none": per_example, "sum": per_example.sum(), "mean": per_example.mean()}[reduction]
-
-
-def _per_example(elementwise):
-    return elementwise.flatten(1).mean(1) if elementwise.ndim > 1 else elementwise
+def _reduce(unreduced, reduction):
+    return {"none": unreduced, "sum": unreduced.sum(), "mean": unreduced.mean()}[reduction]
 
 
 # -- regression -------------------------------------------------------------------------
@@ -49,28 +45,29 @@ def _away_from_zero(*features: int):
 
 
 def mape_reference(x, y, *, reduction="mean"):
-    return _reduce(_per_example((x - y).abs() / torch.clamp(y.abs(), min=1.17e-6)), reduction)
+    return _reduce((x - y).abs() / torch.clamp(y.abs(), min=1.17e-6), reduction)
 
 
-def _root(per_example, reduction):
+def _root(squares, reduction):
+    """The root of the mean of the squares for ``"mean"``; elementwise roots otherwise."""
     if reduction == "mean":
-        return per_example.mean().sqrt()
-    return _reduce(per_example.sqrt(), reduction)
+        return squares.mean().sqrt()
+    return _reduce(squares.sqrt(), reduction)
 
 
 def rmse_reference(x, y, *, reduction="mean"):
     if reduction == "mean":
         return F.mse_loss(x, y).sqrt()
-    return _root(_per_example(F.mse_loss(x, y, reduction="none")), reduction)
+    return F.l1_loss(x, y, reduction=reduction)  # sqrt((x - y)^2) = |x - y|
 
 
 def rmspe_reference(x, y, *, reduction="mean"):
     denominator = torch.where(y == 0, y + 1e-4, y)
-    return _root(_per_example(((y - x) / denominator) ** 2), reduction)
+    return _root(((y - x) / denominator) ** 2, reduction)
 
 
 def huber_reference(x, y, *, reduction="mean", delta=1.0):
-    return _reduce(_per_example(F.huber_loss(x, y, delta=float(delta), reduction="none")), reduction)
+    return F.huber_loss(x, y, delta=float(delta), reduction=reduction)
 
 
 # -- binary -----------------------------------------------------------------------------
@@ -89,7 +86,7 @@ def bwce_reference(
     bce = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight, reduction="none")
     entropy = torch.distributions.Bernoulli(logits=logits).entropy()
     loss = (1 - robust_lambda) * bce + robust_lambda / 2 + confidence_penalty * (1 - entropy / math.log(2))
-    return _reduce(_per_example(loss), reduction)
+    return _reduce(loss, reduction)
 
 
 # -- sequences --------------------------------------------------------------------------
@@ -157,6 +154,68 @@ def _token_weights(shift):
     return weights
 
 
+def _flat_ce(shift: bool, ignore_index: int):
+    """``F.cross_entropy`` on the (shifted) flattened tokens; ``"none"`` back in ``[B, T]``."""
+
+    def call(logits, labels, reduction):
+        if shift:
+            logits, labels = logits[..., :-1, :], labels[..., 1:]
+        flat = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index, reduction=reduction
+        )
+        return flat.reshape(labels.shape) if reduction == "none" else flat
+
+    return call
+
+
+def _token_batch(*shape: int, padding: int = PAD, nan_at_padding: bool = False, shift: bool = False):
+    """Tokens ``[B, T]`` (or ``[T]``) with ``padding`` at every fourth position; NaN logits where they
+    predict padding if asked (the same position, or the one before with ``shift``)."""
+
+    def make(dtype, generator):
+        logits = 2 * torch.randn(*shape, VOCABULARY, generator=generator, dtype=dtype)
+        labels = torch.randint(0, VOCABULARY, shape, generator=generator)
+        flat = labels.reshape(-1).clone()
+        flat[1::4] = padding
+        labels = flat.reshape(shape)
+        if nan_at_padding:
+            predicts = labels == padding
+            if shift:
+                predicts = torch.cat([predicts[..., 1:], torch.zeros_like(predicts[..., :1])], -1)
+            logits = torch.where(predicts.unsqueeze(-1), torch.nan, logits)
+        return logits, labels
+
+    return make
+
+
+def _sequence_twins(shift: bool):
+    params = {"padding_index": PAD} if shift else {}
+    twins = [
+        Twin("[B, T, V]", _token_batch(3, 6), _flat_ce(shift, PAD), params),
+        Twin("[T, V] one sequence", _token_batch(6), _flat_ce(shift, PAD), params),
+        Twin("NaN logits at padding", _token_batch(3, 6, nan_at_padding=True, shift=shift), _flat_ce(shift, PAD),
+             params),
+        Twin("padding_index=-100", _token_batch(3, 6, padding=-100, nan_at_padding=True, shift=shift),
+             _flat_ce(shift, -100), {"padding_index": -100}),
+    ]
+    return tuple(twins)
+
+
+def _bwce_twin(pos_weight):
+    def call(logits, labels, reduction):
+        w = None if pos_weight is None else torch.tensor(pos_weight, dtype=logits.dtype)
+        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=w, reduction=reduction)
+
+    return call
+
+
+BWCE_TWINS = tuple(
+    Twin(f"{list(shape)}{' pos_weight' if w else ''}", binary(*shape, soft=soft), _bwce_twin(w),
+         {"positive_class_weight": w} if w else {})
+    for shape, soft, w in [((7,), False, None), ((5, 3), True, 2.5), ((), False, 0.5), ((0,), False, None)]
+)
+
+
 # -- ordinal ----------------------------------------------------------------------------
 
 
@@ -186,17 +245,20 @@ CASES = [
         _away_from_zero(3),
         reference=mape_reference,
         twice_differentiable=False,
+        none_shape=elementwise,
     ),
     Case(
         "root_mean_squared_error",
         regression(),
         reference=rmse_reference,
+        none_shape=elementwise,
         skip={"reduction_consistency": _ROOT_MEAN},
     ),
     Case(
         "root_mean_squared_percentage_error",
         _away_from_zero(),
         reference=rmspe_reference,
+        none_shape=elementwise,
         skip={"reduction_consistency": _ROOT_MEAN},
     ),
     Case(
@@ -204,6 +266,8 @@ CASES = [
         regression(3),
         params=({}, {"delta": 0.5}, {"delta": 2.0}),
         reference=huber_reference,
+        none_shape=elementwise,
+        twins=_regression_twins(F.huber_loss, delta=0.5),
     ),
     Case(
         "binary_weighted_cross_entropy",
@@ -216,6 +280,8 @@ CASES = [
             {"positive_class_weight": 0.5, "robust_lambda": 0.1, "confidence_penalty": 0.3},
         ),
         reference=bwce_reference,
+        none_shape=elementwise,
+        twins=BWCE_TWINS,
     ),
     Case(
         "sequence_softmax_cross_entropy",
@@ -239,6 +305,7 @@ CASES = [
         reference=sequence_reference,
         none_shape=lambda logits, labels: tuple(labels.shape),
         mean_weights=_token_weights(shift=False),
+        twins=_sequence_twins(shift=False),
     ),
     Case(
         "next_token_softmax_cross_entropy",
@@ -258,6 +325,7 @@ CASES = [
         reference=next_token_reference,
         none_shape=lambda logits, labels: (labels.shape[0], labels.shape[1] - 1),
         mean_weights=_token_weights(shift=True),
+        twins=_sequence_twins(shift=True),
     ),
     Case(
         "corn",

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import Case, class_logits
+from . import Case, Twin, class_logits, elementwise
+from .core import binary, indices
 
 
 def _exp_t(u: Tensor, t: float) -> Tensor:
@@ -106,6 +107,29 @@ def _binary(batch: int, dtype: torch.dtype, generator: torch.Generator):
     return logits, labels
 
 
+def _ce(logits, labels, reduction):
+    return F.cross_entropy(logits, labels, reduction=reduction)
+
+
+def _bce(logits, labels, reduction):
+    return F.binary_cross_entropy_with_logits(logits, labels, reduction=reduction)
+
+
+#: at t1 = t2 = 1 with class indices the bi-tempered loss is the cross-entropy
+TEMPERED_TWINS = (
+    Twin("t=1 [B, C]", indices(6, 5, classes=5), _ce),
+    Twin("t=1 [C] one example", indices(5, classes=5), _ce),
+    Twin("t=1 per-pixel", indices(2, 4, 3, classes=4), _ce),
+    Twin("tensor t=1", indices(6, 5, classes=5), _ce, {"t1": torch.tensor(1.0), "t2": torch.tensor(1.0)}),
+)
+#: and with hard binary labels the binary one is torch's binary cross-entropy
+BINARY_TEMPERED_TWINS = (
+    Twin("t=1 [B]", binary(7), _bce),
+    Twin("t=1 [B, D]", binary(4, 3), _bce),
+    Twin("t=1 []", binary(), _bce),
+)
+
+
 CASES = [
     Case(
         "bi_tempered_logistic_loss",
@@ -119,6 +143,7 @@ CASES = [
             {"t1": 0.5, "t2": 2.0, "label_smoothing": 0.1},
         ),
         reference=bitempered_reference,
+        twins=TEMPERED_TWINS,
     ),
     Case(
         "bi_tempered_binary_logistic_loss",
@@ -130,5 +155,7 @@ CASES = [
             {"t1": 0.6, "t2": 1.5, "label_smoothing": 0.05},
         ),
         reference=binary_bitempered_reference,
+        none_shape=elementwise,
+        twins=BINARY_TEMPERED_TWINS,
     ),
 ]

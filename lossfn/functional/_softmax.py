@@ -1,0 +1,383 @@
+"""Softmax cross-entropy on logits (one label per example or position), and its shared core.
+
+:func:`cross_entropy_terms` is the core that the sequence losses (``_sequence.py``)
+reuse on their flattened tokens. Besides torch's class weights, label smoothing and
+``ignore_index``, it implements the parts of Ludwig's loss configs that Ludwig
+declares but leaves unfinished: ``robust_lambda``, ``confidence_penalty`` and
+``class_similarities`` (see ``docs/ludwig.md``). When every option is one torch has,
+it calls ``torch.nn.functional.cross_entropy`` itself: torch's fused kernel, and
+torch's number by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import torch
+import torch.nn.functional as F
+from msgspec import Meta
+from torch import Tensor
+
+from lossfn.registry import AsTensor, Check, Feature, Reduction, register_loss
+
+from ._common import (
+    as_index,
+    as_param,
+    cast,
+    check_class_indices,
+    check_floating,
+    check_integer_labels,
+    check_min_rank,
+    check_device,
+    compute_dtype,
+    fail,
+    keep_where,
+    reduce_loss,
+    shape,
+    unbatched,
+    validate_class_range,
+)
+
+__all__ = ["cross_entropy_terms", "softmax_cross_entropy"]
+
+
+def _positive_sum(weights: Any) -> bool:
+    values = weights.values() if isinstance(weights, dict) else weights
+    return float(sum(values)) > 0
+
+
+def _one_row_per_class(matrix: Any, weights: Any) -> bool:
+    return weights is None or len(matrix) == len(weights)
+
+
+def _used_with_similarities(temperature: float, similarities: Any) -> bool:
+    return temperature == 0 or similarities is not None
+
+
+def _square(matrix: Any) -> bool:
+    return all(len(row) == len(matrix) for row in matrix)
+
+
+ClassWeights = Annotated[
+    Annotated[list[Annotated[float, Meta(ge=0)]], Meta(min_length=1)]
+    | Annotated[dict[str, Annotated[float, Meta(ge=0)]], Meta(min_length=1)]
+    | None,
+    Meta(description="one non-negative weight per class, or {class name: weight} (None: all 1)"),
+    AsTensor(),
+    # all-zero weights make the weighted mean 0/0 (nan in torch and Ludwig)
+    Check(_positive_sum, "weights that sum to more than 0"),
+]
+RobustLambda = Annotated[
+    float, Meta(ge=0.0, le=1.0, description="mixing weight λ of the robust loss (1 - λ)·loss + λ/C")
+]
+ConfidencePenalty = Annotated[
+    float, Meta(ge=0.0, description="weight β of the penalty β·(1 - H(p)/log C) on confident predictions")
+]
+ClassSimilarities = Annotated[
+    Annotated[list[Annotated[list[float], Meta(min_length=1)]], Meta(min_length=1)] | None,
+    Meta(description="[C, C] class similarities; softmax(row y / temperature) is the target of class y"),
+    AsTensor(),
+    Check(_square, "a square matrix (C rows of C numbers)"),
+    Check(_one_row_per_class, "one row per class weight", uses=("class_weights",)),
+]
+SimilarityTemperature = Annotated[
+    float,
+    Meta(ge=0.0, description="temperature of the softmax over a similarity row (0: similarities unused)"),
+    Check(_used_with_similarities, "0 unless class_similarities are given", uses=("class_similarities",)),
+]
+LabelSmoothing = Annotated[
+    float, Meta(ge=0.0, lt=1.0, description="mass moved from the labels to the uniform distribution")
+]
+
+
+def is_zero(value: Any) -> bool:
+    """A hyperparameter given as the Python number 0 (a tensor is never skipped)."""
+    return isinstance(value, (int, float)) and value == 0
+
+
+IgnoreIndex = Annotated[
+    int, Meta(description="class index left out of the loss and of the mean's denominator (torch's ignore_index)")
+]
+
+
+def is_zero(value: Any) -> bool:
+    """A hyperparameter given as the Python number 0 (a tensor is never skipped)."""
+    return isinstance(value, (int, float)) and value == 0
+
+
+def normalized_entropy(log_p: Tensor, dim: int) -> Tensor:
+    """``H(p) / log C`` from log-probabilities (``0 · log 0`` is 0: ``p`` underflows to 0)."""
+    num_classes = log_p.shape[dim]
+    max_entropy = math.log(num_classes) if num_classes > 1 else 1.0
+    return -(log_p.exp() * log_p).sum(dim) / max_entropy
+
+
+def _fused(
+    robust_lambda: Any, confidence_penalty: Any, class_similarities: Any, temperature: Any, label_smoothing: Any
+) -> bool:
+    """Are these options all torch's own (so ``F.cross_entropy`` computes the loss)?
+
+    Label smoothing is left to lossfn's own terms: torch's smoothing writes in place,
+    which fails under ``vmap`` when the labels are batched and the logits are not.
+    """
+    return (
+        is_zero(robust_lambda)
+        and is_zero(confidence_penalty)
+        and (class_similarities is None or is_zero(temperature))
+        and is_zero(label_smoothing)
+    )
+
+
+def cross_entropy_terms(
+    name: str,
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    class_weights: Any,
+    label_smoothing: Any,
+    robust_lambda: Any,
+    confidence_penalty: Any,
+    class_similarities: Any,
+    class_similarities_temperature: Any,
+    ignore_index: int | None = None,
+    keep: Tensor | None = None,
+    mean_weights: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    r"""The softmax cross-entropy family on logits ``[B, C, *]`` and checked labels.
+
+    Returns ``(loss, s)``: per-position losses ``[B, *]`` (already multiplied by
+    their weight, and exactly 0 where a position is left out) and the weights ``s``
+    of the weighted mean (``None``: a plain mean over every position), in the
+    compute dtype; ``s`` is only built when ``mean_weights``. Class-index positions
+    whose label is ``ignore_index``, or where ``keep`` is False, are left out, whatever
+    their logits hold (NaN included).
+    """
+    num_classes = logits.shape[1]
+    x = cast(logits, compute_dtype(logits))
+    class_dims = (num_classes,) + (1,) * (logits.ndim - 2)
+    weights = None
+    if class_weights is not None:
+        weights = as_param(name, "class_weights", class_weights, x, (num_classes,))
+
+    if labels.is_floating_point():  # class probabilities: torch has no ignore_index for them
+        target = labels.to(x.dtype)
+        if keep is None and _fused(robust_lambda, confidence_penalty, None, 0, label_smoothing):
+            loss = F.cross_entropy(x, target, weight=weights, reduction="none")
+            return loss, None
+        log_p = torch.log_softmax(x, dim=1)
+        target = target * (1 - label_smoothing) + label_smoothing / num_classes
+        if weights is not None:
+            target = target * weights.view(class_dims)
+        loss = _robust_and_penalized(-(target * log_p).sum(1), log_p, 1.0, num_classes, robust_lambda, confidence_penalty)
+        if keep is None:
+            return loss, None
+        return keep_where(keep, loss), keep if mean_weights else None
+
+    labels = as_index(labels)
+    similarities_used = class_similarities is not None and not is_zero(class_similarities_temperature)
+    fused = not similarities_used and _fused(robust_lambda, confidence_penalty, None, 0, label_smoothing)
+    if fused and keep is None:
+        # torch's fused kernel: its ignore_index writes 0 at left-out positions, NaN logits or not
+        ignore = -100 if ignore_index is None else ignore_index
+        loss = F.cross_entropy(x, labels, weight=weights, ignore_index=ignore, reduction="none")
+        if not mean_weights:
+            return loss, None
+        kept = None if ignore_index is None else labels != ignore_index
+        safe = labels if kept is None or weights is None else torch.where(kept, labels, 0)
+        return loss, _mean_weights(kept, None if weights is None else weights[safe])
+
+    if ignore_index is not None:
+        ignored = labels != ignore_index
+        keep = ignored if keep is None else keep & ignored
+    # a left-out position may hold any label (-100): index a valid class there, masked afterwards
+    safe = labels if keep is None else torch.where(keep, labels, 0)
+    chosen = None if weights is None else weights[safe]  # w_{y_n}
+    if fused:  # left-out positions given as a mask (unique tokens): torch's kernel still does the work
+        targets = torch.where(keep, labels, -100)
+        loss = F.cross_entropy(x, targets, weight=weights, ignore_index=-100, reduction="none")
+        return loss, _mean_weights(keep, chosen) if mean_weights else None
+
+    log_p = torch.log_softmax(x, dim=1)
+    target = None  # a distribution over classes [B, C, *] for similarity targets
+    if similarities_used:
+        similarities = as_param(name, "class_similarities", class_similarities, x, (num_classes, num_classes))
+        temperature = torch.as_tensor(class_similarities_temperature, dtype=x.dtype, device=x.device)
+        active = temperature > 0
+        # where() twice: a zero temperature never divides, not even in the gradient
+        divisor = torch.where(active, temperature, torch.ones_like(temperature))
+        soft = torch.softmax(similarities[safe] / divisor, dim=-1).movedim(-1, 1)
+        classes = torch.arange(num_classes, device=labels.device).view(class_dims)
+        one_hot = (safe.unsqueeze(1) == classes).to(x.dtype)
+        target = torch.where(active, soft, one_hot)
+
+    if target is None:  # class indices: gather, no one-hot
+        nll = -log_p.gather(1, safe.unsqueeze(1)).squeeze(1)
+        if chosen is not None:
+            nll = chosen * nll
+        if is_zero(label_smoothing):
+            loss = nll
+        else:
+            smooth = -log_p.sum(1) if weights is None else -(log_p * weights.view(class_dims)).sum(1)
+            loss = (1 - label_smoothing) * nll + (label_smoothing / num_classes) * smooth
+    else:
+        target = target * (1 - label_smoothing) + label_smoothing / num_classes
+        if weights is not None:
+            target = target * weights.view(class_dims)
+        loss = -(target * log_p).sum(1)
+
+    scale = 1.0 if chosen is None else chosen
+    loss = _robust_and_penalized(loss, log_p, scale, num_classes, robust_lambda, confidence_penalty)
+    loss = loss if keep is None else keep_where(keep, loss)
+    return loss, _mean_weights(keep, chosen) if mean_weights else None
+
+
+def _mean_weights(keep: Tensor | None, chosen: Tensor | None) -> Tensor | None:
+    """The mean's weights: the class weight of each kept label (``chosen``), or the keep mask
+    itself (a count), or None (a plain mean)."""
+    if chosen is None:
+        return keep
+    return chosen if keep is None else keep_where(keep, chosen)
+
+
+def _robust_and_penalized(
+    loss: Tensor, log_p: Tensor, scale: Any, num_classes: int, robust_lambda: Any, confidence_penalty: Any
+) -> Tensor:
+    """``(1 - λ)·loss + s·(λ/C + β·(1 - H(p)/log C))`` (each term skipped when it is the number 0)."""
+    if not is_zero(robust_lambda):
+        loss = (1 - robust_lambda) * loss + scale * (robust_lambda / num_classes)
+    if not is_zero(confidence_penalty):
+        loss = loss + scale * (confidence_penalty * (1 - normalized_entropy(log_p, 1)))
+    return loss
+
+
+@register_loss(
+    "softmax_cross_entropy",
+    [Feature.CATEGORY, Feature.VECTOR, Feature.IMAGE],
+    validate=validate_class_range("softmax_cross_entropy", ignored="ignore_index"),
+)
+def softmax_cross_entropy(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    class_weights: ClassWeights = None,
+    robust_lambda: RobustLambda = 0.0,
+    confidence_penalty: ConfidencePenalty = 0.0,
+    class_similarities: ClassSimilarities = None,
+    class_similarities_temperature: SimilarityTemperature = 0.0,
+    label_smoothing: LabelSmoothing = 0.0,
+    ignore_index: IgnoreIndex = -100,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Cross-entropy between ``softmax(logits)`` and class labels or class probabilities.
+
+    Ludwig's loss for category, vector and image outputs, with the options Ludwig
+    declares and leaves unused made to work: the robust mixture, the confidence
+    penalty of Pereyra et al. and similarity-smoothed targets. With all of them
+    at their defaults it is ``torch.nn.functional.cross_entropy``.
+
+    For example :math:`n` with :math:`C` classes, :math:`p_n = \operatorname{softmax}(x_n)`
+    (from ``log_softmax``, never the log of a softmax, in float32 for half-precision
+    inputs), class weights :math:`w` (all 1 by default), label smoothing
+    :math:`\varepsilon`, robust mixing weight :math:`\lambda` and confidence
+    penalty :math:`\beta`:
+
+    .. math::
+
+        \mathrm{CE}_n = -\sum_c w_c\, \tilde q_{n,c} \log p_{n,c},
+        \qquad \tilde q_n = (1 - \varepsilon)\, q_n + \varepsilon / C
+
+        \ell_n = (1 - \lambda)\, \mathrm{CE}_n
+                 + s_n \Bigl(\frac{\lambda}{C}
+                 + \beta \bigl(1 - \tfrac{H(p_n)}{\log C}\bigr)\Bigr),
+        \qquad H(p) = -\sum_c p_c \log p_c
+
+    The target :math:`q_n` is the one-hot vector of the class index :math:`y_n`;
+    or, when ``class_similarities`` :math:`S` and a temperature :math:`\tau > 0`
+    are given, :math:`q_n = \operatorname{softmax}(S_{y_n} / \tau)`; or the given
+    class probabilities. The example weight is :math:`s_n = w_{y_n}` for class
+    indices and :math:`s_n = 1` for probabilities, so that
+
+    .. math::
+
+        \text{mean} = \frac{\sum_n \ell_n}{\sum_n s_n}, \qquad
+        \text{sum} = \sum_n \ell_n
+
+    which, at :math:`\lambda = \beta = 0`, is the weighting of
+    ``torch.nn.functional.cross_entropy`` (class indices: divided by
+    :math:`\sum_n w_{y_n}`; probabilities: by the number of examples).
+
+    Args:
+        logits: ``[B, C]``, or ``[B, C, d1, ...]`` for per-pixel classification
+            (segmentation), or ``[C]`` for one example (as torch accepts it).
+        labels: class indices ``[B]`` / ``[B, d1, ...]`` / ``[]`` (a signed integer
+            dtype), or class probabilities of the logits' shape (float).
+        class_weights: ``[C]`` non-negative weights :math:`w`, a list or a tensor.
+        robust_lambda: :math:`\lambda \in [0, 1]`.
+        confidence_penalty: :math:`\beta \ge 0`.
+        class_similarities: ``[C, C]`` matrix :math:`S`, a nested list or a tensor;
+            used only with class indices and a temperature > 0.
+        class_similarities_temperature: :math:`\tau \ge 0`; 0 leaves the
+            similarities unused (Ludwig's behaviour), and so does ``class_similarities=None``.
+        label_smoothing: :math:`\varepsilon \in [0, 1)` (not in Ludwig).
+        ignore_index: class-index label left out (default ``-100``, as torch; not
+            in Ludwig, where no label is left out).
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        ``"none"``: :math:`m \ell`, per example: shape ``[B]`` (``[B, d1, ...]``;
+        ``[]`` for one example), 0 at ignored positions; ``"sum"``: its sum;
+        ``"mean"``: the weighted mean above (0 when nothing is left to average, where
+        torch returns nan). Each is ``F.cross_entropy``'s number at
+        :math:`\lambda = \beta = 0` without similarities. Same dtype as ``logits``.
+
+    Examples:
+        >>> import torch, lossfn.functional as LF
+        >>> logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+        >>> labels = torch.tensor([0, 2])
+        >>> LF.softmax_cross_entropy(logits, labels)
+        tensor(0.8606)
+        >>> LF.softmax_cross_entropy(logits, labels, robust_lambda=0.5, confidence_penalty=0.1)
+        tensor(0.6287)
+
+    References:
+        Checked against ``torch.nn.functional.cross_entropy`` (``weight``,
+        ``label_smoothing``, ``ignore_index``, probability targets, unbatched and
+        per-pixel inputs) for every reduction, and against
+        Ludwig's ``SoftmaxCrossEntropyLoss`` module. Confidence penalty: Pereyra
+        et al., `Regularizing Neural Networks by Penalizing Confident Output
+        Distributions <https://arxiv.org/abs/1701.06548>`_, 2017. Label smoothing:
+        Szegedy et al., `Rethinking the Inception Architecture
+        <https://arxiv.org/abs/1512.00567>`_, 2016. Differences from Ludwig:
+        ``docs/ludwig.md``.
+    """
+    name = "softmax_cross_entropy"
+    check_floating(name, "logits", logits)
+    check_min_rank(name, "logits", logits, 1, "[B, C], [B, C, d1, ...] or [C]")
+    if not isinstance(labels, Tensor):
+        raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
+    logits_in = logits
+    logits, labels, one = unbatched(logits, labels, rank=2)
+    if labels.is_floating_point():
+        if labels.shape != logits.shape:
+            raise fail(name, "labels", f"probabilities of the logits' shape {shape(logits_in)}", f"shape {shape(labels)}")
+        check_device(name, "labels", labels, logits, "logits")
+    else:
+        check_integer_labels(name, labels, "integer class indices or float probabilities", like=logits)
+        check_class_indices(name, logits, labels)
+    loss, weights = cross_entropy_terms(
+        name,
+        logits,
+        labels,
+        class_weights=class_weights,
+        label_smoothing=label_smoothing,
+        robust_lambda=robust_lambda,
+        confidence_penalty=confidence_penalty,
+        class_similarities=class_similarities,
+        class_similarities_temperature=class_similarities_temperature,
+        ignore_index=ignore_index,
+        mean_weights=reduction == "mean",
+    )
+    if one:
+        loss = loss.squeeze(0)
+    return cast(reduce_loss(loss, reduction, name=name, weights=weights), logits.dtype)
