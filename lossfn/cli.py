@@ -36,15 +36,21 @@ def _parameters(spec: LossSpec) -> str:
     return ", ".join(f"{p.name}={p.default!r}" for p in spec.params) or "–"
 
 
+def _inputs(spec: LossSpec) -> str:
+    """``logits, labels`` (an optional input as ``mask=None``)."""
+    return ", ".join(f"{n}=None" if n in spec.optional_inputs else n for n in spec.inputs)
+
+
 def loss_table(feature: Feature | str | None = None, *, markdown: bool = False) -> str:
-    """The table of ``lossfn list``: name, aliases, feature types, parameters."""
+    """The table of ``lossfn list``: name, aliases, feature types, inputs, parameters."""
     specs = registered() if feature is None else losses_for(feature)
-    header = ("name", "aliases", "feature types", "parameters (defaults)")
+    header = ("name", "aliases", "feature types", "inputs", "parameters (defaults)")
     rows = [
         (
             spec.name,
             ", ".join(spec.aliases) or "–",
             ", ".join(sorted(f.value for f in spec.features)),
+            _inputs(spec),
             _parameters(spec),
         )
         for spec in specs.values()
@@ -59,23 +65,24 @@ def loss_table(feature: Feature | str | None = None, *, markdown: bool = False) 
 
 
 def _md_row(row: Sequence[str]) -> str:
-    name, aliases, features, params = row
+    name, aliases, features, inputs, params = row
     aliases = ", ".join(f"`{a}`" for a in aliases.split(", ")) if aliases != "–" else "–"
     params = params if params == "–" else f"`{params}`"
-    return f"| `{name}` | {aliases} | {features} | {params} |"
+    return f"| `{name}` | {aliases} | {features} | `{inputs}` | {params} |"
 
 
 def loss_page(name: str) -> str:
     """The page of ``lossfn show NAME``."""
     spec = get_loss(name)
     params = [f"{p.name}: {python_type(p.annotation)} = {p.default!r}" for p in spec.params]
-    arguments = ", ".join(["logits", "labels", "*", *params, "reduction='mean'"])
+    arguments = ", ".join([_inputs(spec), "*", *params, "reduction='mean'"])
     signature = f"{spec.name}({arguments})"
     lines = [spec.name, "=" * len(spec.name), "", signature, ""]
     if spec.aliases:
         lines.append(f"aliases:       {', '.join(spec.aliases)}")
     lines.append(f"feature types: {', '.join(sorted(f.value for f in spec.features))}")
-    lines.append(f"module:        lossfn.nn.{spec.class_name}")
+    lines.append(f"inputs:        {_inputs(spec)} (consumes the model's {spec.kind})")
+    lines.append(f"module:        lossfn.nn.{spec.class_name}, forward({_inputs(spec)})")
     lines.append(f"config:        lossfn.schemas.{spec.config.__name__}")
     lines += ["", "Parameters:"]
     for p in spec.params:

@@ -54,7 +54,7 @@ from torch import Tensor
 from lossfn.functional import reduce_loss
 from lossfn.nn import DerivedLoss
 from lossfn.registry import REDUCTIONS, LossSpec, get_loss, registered
-from lossfn.schemas import LossConfigError, decode_config, spec_of
+from lossfn.schemas import WEIGHT, LossConfigError, decode_config, spec_of
 
 __all__ = [
     "NAMESPACE",
@@ -179,11 +179,11 @@ def _total(parts: Iterable[Tensor], weights: Iterable[float | Tensor]) -> Tensor
 class Term:
     """One leaf of a loss tree: a pure loss, its hyperparameters and its weight.
 
-    Calling it is ``fn(logits, labels, **params)``: the weight is *not* applied
-    (the tree applies it to the total). Build one with :func:`term`.
+    Calling it is ``fn(*inputs, **params)`` (``fn(output, target)`` in a tree): the
+    weight is *not* applied (the tree applies it to the total). Build one with :func:`term`.
 
     Attributes:
-        fn: the pure loss ``fn(logits, labels, **params) -> Tensor``.
+        fn: the pure loss ``fn(*inputs, **params) -> Tensor``.
         params: keyword arguments to ``fn`` (numbers, lists or tensors, ``reduction``).
         weight: the leaf's weight in the total (a number or a 0-d tensor).
         spec: the registered loss ``fn`` is, if any.
@@ -203,8 +203,8 @@ class Term:
             return self.spec.name
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
-    def __call__(self, logits: Any, labels: Any) -> Tensor:
-        return self.fn(logits, labels, **self.params)
+    def __call__(self, *inputs: Any) -> Tensor:
+        return self.fn(*inputs, **self.params)
 
     def as_module(self) -> torch.nn.Module:
         """The module form: the module it came from, the generated module of a
@@ -254,6 +254,16 @@ def _checked(spec: LossSpec, params: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _checked_weight(weight: Any) -> Any:
+    """A weight given as a Python number is a config's weight: a number >= 0 (a tensor is not read)."""
+    if weight is None or isinstance(weight, Tensor):
+        return weight
+    try:
+        return msgspec.convert(weight, type=WEIGHT)
+    except msgspec.ValidationError as exc:
+        raise LossConfigError(f"term(): weight: {exc} - at `$.weight`") from None
+
+
 def _config_params(config: msgspec.Struct, spec: LossSpec) -> dict[str, Any]:
     return {param.name: getattr(config, param.name) for param in spec.params}
 
@@ -273,14 +283,17 @@ def term(loss: Any, *, weight: float | Tensor | None = None, **params: Any) -> T
             - a module: a generated ``lossfn.nn`` module (its parameters and its
               ``weight`` are the leaf's) or any ``nn.Module`` loss;
             - a :class:`Term`, with ``weight`` and ``params`` replaced or added.
-        weight: the leaf's weight (default 1.0). A config or a generated module
-            carries its own weight and parameters: pass neither for those.
+        weight: the leaf's weight (default 1.0): a number >= 0 (checked) or a 0-d
+            tensor (not read). A config or a generated module carries its own
+            weight and parameters: pass neither for those.
         **params: hyperparameters of a function (numbers or 0-d tensors), ``reduction``.
 
     Raises:
-        LossConfigError: a parameter is unknown to the loss or out of its bounds.
+        LossConfigError: a parameter is unknown to the loss or out of its bounds,
+            or the weight is negative.
         TypeError: ``loss`` is none of the above.
     """
+    weight = _checked_weight(weight)
     if isinstance(loss, Term):
         merged = dict(loss.params) | params
         if loss.spec is not None:
@@ -484,8 +497,8 @@ class TermModule(torch.nn.Module):
         """The keyword arguments passed to the function (buffers included)."""
         return self._plain | dict(self.named_buffers(recurse=False))
 
-    def forward(self, logits: Any, labels: Any) -> Tensor:
-        return self.fn(logits, labels, **self.params())
+    def forward(self, *inputs: Any) -> Tensor:
+        return self.fn(*inputs, **self.params())
 
     def extra_repr(self) -> str:
         fields = [] if isinstance(self.fn, torch.nn.Module) else [getattr(self.fn, "__name__", repr(self.fn))]
@@ -593,8 +606,10 @@ def masked(loss: LossFn) -> LossFn:
 
     The labels come with a per-example mask, so in a loss tree the mask lives in
     the targets next to the labels (``{"price": (price, has_price)}``). With the
-    per-example losses :math:`\\ell_n` of ``loss(..., reduction="none")`` and mask
-    (or per-example weights) :math:`m_n`:
+    unreduced losses :math:`\\ell_n` of ``loss(..., reduction="none")`` and mask
+    (or weights) :math:`m_n`, broadcast over the trailing dimensions of
+    :math:`\\ell` (a per-example mask ``[B]`` masks every element of an
+    elementwise ``[B, D]`` loss):
 
     .. math::
 
@@ -612,7 +627,8 @@ def masked(loss: LossFn) -> LossFn:
 
     Returns:
         ``fn(logits, (labels, mask), *, reduction="mean", **params)``, where
-        ``mask`` (bool or float) has the shape of the ``"none"`` output (``[B]``).
+        ``mask`` (bool or float) has the shape of the ``"none"`` output or of its
+        leading dimensions (``[B]`` per example).
     """
 
     def masked_loss(logits: Any, target: Any, *, reduction: str = "mean", **params: Any) -> Tensor:
@@ -621,13 +637,15 @@ def masked(loss: LossFn) -> LossFn:
             raise TypeError(f"{masked_loss.__name__}: labels must be a (labels, mask) pair; got {got}")
         labels, mask = target
         per_example = loss(logits, labels, reduction="none", **params)
-        if not isinstance(mask, Tensor) or mask.shape != per_example.shape:
+        leading = per_example.shape[: mask.ndim] if isinstance(mask, Tensor) else None
+        if not isinstance(mask, Tensor) or mask.shape != leading:
             got = f"shape {list(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
             raise ValueError(
-                f"{masked_loss.__name__}: mask must have the shape of the per-example losses "
-                f"{list(per_example.shape)}; got {got}"
+                f"{masked_loss.__name__}: mask must have the shape of the unreduced losses "
+                f"{list(per_example.shape)} or of their leading dimensions; got {got}"
             )
-        weights = mask.to(per_example.dtype)
+        weights = mask.to(per_example.dtype).reshape(mask.shape + (1,) * (per_example.ndim - mask.ndim))
+        weights = weights.expand(per_example.shape)
         # where(), not a product alone: a masked-out inf/nan loss stays out of the sum
         kept = torch.where(weights != 0, per_example * weights, torch.zeros_like(per_example))
         return reduce_loss(kept, reduction, name=masked_loss.__name__, weights=weights)

@@ -21,10 +21,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_list_shows_every_loss(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["name", "aliases", "feature", "types", "parameters", "(defaults)"]
+    assert out.splitlines()[0].split() == ["name", "aliases", "feature", "types", "inputs", "parameters", "(defaults)"]
     for name, spec in lossfn.registered().items():
         line = next(line for line in out.splitlines() if line.startswith(name + " "))
         assert all(f.value in line for f in spec.features)
+        assert ", ".join(spec.inputs) in line
         assert all(f"{p.name}={p.default!r}" in line for p in spec.params)
 
 

@@ -384,6 +384,21 @@ def test_term_replaces_weight_and_parameters():
         compose.term(base, label_smoothing=2.0)
 
 
+@pytest.mark.parametrize("weight", [-1, -0.5, float("nan"), "heavy"])
+def test_term_rejects_a_weight_no_config_would_take(weight):
+    with pytest.raises(lossfn.LossConfigError, match=r"term\(\): weight: .* - at `\$.weight`"):
+        compose.term(LF.huber, weight=weight)
+    with pytest.raises(lossfn.LossConfigError, match=r"at `\$.weight`"):
+        compose.term(compose.term("huber"), weight=weight)
+    assert compose.term(LF.huber, weight=torch.tensor(2.0)).weight.item() == 2.0  # a tensor is not read
+
+
+def test_a_multi_input_term_calls_its_loss_with_every_input(generator):
+    x, y = torch.randn(4, 3, generator=generator), torch.randn(4, 3, generator=generator)
+    leaf = compose.term(LF.huber, delta=0.5)
+    torch.testing.assert_close(leaf(x, y), LF.huber(x, y, delta=0.5))
+
+
 def test_term_rejects_what_is_no_loss():
     with pytest.raises(TypeError, match="expected a loss function.*got float"):
         compose.term(1.0)
@@ -460,10 +475,21 @@ def test_masked_all_out_is_zero_with_a_zero_gradient(masked_batch):
     close(grad(loss)(logits, (labels, none)), torch.zeros_like(logits))
 
 
+def test_masked_per_example_mask_on_an_elementwise_loss(generator):
+    """A [B] mask masks every element of a [B, D] elementwise loss; the mean is over the kept elements."""
+    x, y = torch.randn(5, 3, generator=generator), torch.randn(5, 3, generator=generator)
+    mask = torch.tensor([True, False, True, True, False])
+    loss = compose.masked(LF.mean_squared_error)
+    close(loss(x, (y, mask)), F.mse_loss(x[mask], y[mask]))
+    close(loss(x, (y, mask), reduction="sum"), F.mse_loss(x[mask], y[mask], reduction="sum"))
+    none = loss(x, (y, mask), reduction="none")
+    assert none.shape == (5, 3) and (none[~mask] == 0).all()
+
+
 def test_masked_errors(masked_batch):
     logits, labels, mask = masked_batch
     loss = compose.masked(LF.softmax_cross_entropy)
-    message = r"mask must have the shape of the per-example losses \[6\]; got shape \[6, 1\]"
+    message = r"mask must have the shape of the unreduced losses \[6\] or of their leading dimensions; got shape \[6, 1\]"
     with pytest.raises(ValueError, match=message):
         loss(logits, (labels, mask[:, None]))
     with pytest.raises(TypeError, match=r"labels must be a \(labels, mask\) pair; got Tensor"):

@@ -16,8 +16,24 @@ from lossfn.schemas import spec_of as _spec_of
 
 from ._derive import DerivedLoss
 from ._derive import module_class
+from ._derive import stepping_aside
 
-__all__ = ["DerivedLoss", "build", "module_class"]
+__all__ = ["DerivedLoss", "build", "module_class", "safe_globals", "stepping_aside"]
+
+
+def safe_globals() -> list[type]:
+    """The module classes of every registered loss, for ``torch.load(..., weights_only=True)``.
+
+    A pickled model that holds lossfn modules loads with torch's safe default once
+    they are allowed, like any ``nn.Module`` class::
+
+        torch.serialization.add_safe_globals(lossfn.nn.safe_globals())
+        model = torch.load(path)   # weights_only=True
+
+    (or ``with torch.serialization.safe_globals([...]):``). Nothing else a lossfn module
+    pickles needs allowing: its config is stored as plain numbers and lists.
+    """
+    return [spec.module for spec in _registered().values()]
 
 
 def build(

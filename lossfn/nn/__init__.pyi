@@ -7,86 +7,103 @@ from torch import Tensor
 from lossfn.registry import Feature, Reduction
 from ._derive import DerivedLoss as DerivedLoss
 from ._derive import module_class as module_class
+from ._derive import stepping_aside as stepping_aside
 
 def build(
     config: Any, *, feature: Feature | str | None = None, reduction: Reduction = "mean",
     validate_inputs: bool = True, vocabulary: Sequence[str] | None = None,
 ) -> DerivedLoss: ...
+def safe_globals() -> list[type[DerivedLoss]]: ...
 def __getattr__(name: str) -> type[DerivedLoss]: ...
 
 class BiTemperedBinaryLogisticLoss(DerivedLoss):
     def __init__(self, *, t1: float = 1.0, t2: float = 1.0, label_smoothing: float = 0.0, num_iters: int = 5, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
-    t1: float
-    t2: float
-    label_smoothing: float
-    num_iters: int
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
+    t1: float | Tensor
+    t2: float | Tensor
+    label_smoothing: float | Tensor
+    num_iters: int | Tensor
 
 class BiTemperedLogisticLoss(DerivedLoss):
     def __init__(self, *, t1: float = 1.0, t2: float = 1.0, label_smoothing: float = 0.0, num_iters: int = 5, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
-    t1: float
-    t2: float
-    label_smoothing: float
-    num_iters: int
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
+    t1: float | Tensor
+    t2: float | Tensor
+    label_smoothing: float | Tensor
+    num_iters: int | Tensor
 
 class BinaryWeightedCrossEntropy(DerivedLoss):
     def __init__(self, *, positive_class_weight: float | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
-    positive_class_weight: float | None
-    robust_lambda: float
-    confidence_penalty: float
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
+    positive_class_weight: float | None | Tensor
+    robust_lambda: float | Tensor
+    confidence_penalty: float | Tensor
 
 class Corn(DerivedLoss):
     def __init__(self, *, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
 
 class Huber(DerivedLoss):
     def __init__(self, *, delta: float = 1.0, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
-    delta: float
+    def forward(self, predictions: Tensor, labels: Tensor) -> Tensor: ...
+    delta: float | Tensor
 
 class MeanAbsoluteError(DerivedLoss):
     def __init__(self, *, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, predictions: Tensor, labels: Tensor) -> Tensor: ...
 
 class MeanAbsolutePercentageError(DerivedLoss):
     def __init__(self, *, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, predictions: Tensor, labels: Tensor) -> Tensor: ...
 
 class MeanSquaredError(DerivedLoss):
     def __init__(self, *, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, predictions: Tensor, labels: Tensor) -> Tensor: ...
 
 class NextTokenSoftmaxCrossEntropy(DerivedLoss):
     def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, unique: bool = False, label_smoothing: float = 0.0, padding_index: int = -100, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
     class_weights: Tensor | None
-    robust_lambda: float
-    confidence_penalty: float
+    robust_lambda: float | Tensor
+    confidence_penalty: float | Tensor
     class_similarities: Tensor | None
-    class_similarities_temperature: float
-    unique: bool
-    label_smoothing: float
-    padding_index: int
+    class_similarities_temperature: float | Tensor
+    unique: bool | Tensor
+    label_smoothing: float | Tensor
+    padding_index: int | Tensor
 
 class RootMeanSquaredError(DerivedLoss):
     def __init__(self, *, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, predictions: Tensor, labels: Tensor) -> Tensor: ...
 
 class RootMeanSquaredPercentageError(DerivedLoss):
     def __init__(self, *, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, predictions: Tensor, labels: Tensor) -> Tensor: ...
 
 class SequenceSoftmaxCrossEntropy(DerivedLoss):
     def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, unique: bool = False, label_smoothing: float = 0.0, padding_index: int = 2, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
     class_weights: Tensor | None
-    robust_lambda: float
-    confidence_penalty: float
+    robust_lambda: float | Tensor
+    confidence_penalty: float | Tensor
     class_similarities: Tensor | None
-    class_similarities_temperature: float
-    unique: bool
-    label_smoothing: float
-    padding_index: int
+    class_similarities_temperature: float | Tensor
+    unique: bool | Tensor
+    label_smoothing: float | Tensor
+    padding_index: int | Tensor
 
 class SigmoidCrossEntropy(DerivedLoss):
     def __init__(self, *, class_weights: list[float] | Tensor | None = None, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
     class_weights: Tensor | None
 
 class SoftmaxCrossEntropy(DerivedLoss):
-    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, label_smoothing: float = 0.0, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, label_smoothing: float = 0.0, ignore_index: int = -100, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
     class_weights: Tensor | None
-    robust_lambda: float
-    confidence_penalty: float
+    robust_lambda: float | Tensor
+    confidence_penalty: float | Tensor
     class_similarities: Tensor | None
-    class_similarities_temperature: float
-    label_smoothing: float
+    class_similarities_temperature: float | Tensor
+    label_smoothing: float | Tensor
+    ignore_index: int | Tensor

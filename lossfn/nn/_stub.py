@@ -7,7 +7,6 @@ one with its real ``__init__`` signature. ``lossfn stubs -o lossfn/nn/__init__.p
 
 from __future__ import annotations
 
-
 from lossfn.registry import LossSpec, registered
 from lossfn.schemas import python_type
 
@@ -29,6 +28,11 @@ def _init(spec: LossSpec) -> str:
     return f"    def __init__({', '.join(arguments)}) -> None: ..."
 
 
+def _forward(spec: LossSpec) -> str:
+    inputs = [f"{n}: Tensor | None = None" if n in spec.optional_inputs else f"{n}: Tensor" for n in spec.inputs]
+    return f"    def forward(self, {', '.join(inputs)}) -> Tensor: ..."
+
+
 def render_stub() -> str:
     """The text of ``lossfn/nn/__init__.pyi`` for the losses registered now."""
     lines = [
@@ -41,16 +45,18 @@ def render_stub() -> str:
         "from lossfn.registry import Feature, Reduction",
         "from ._derive import DerivedLoss as DerivedLoss",
         "from ._derive import module_class as module_class",
+        "from ._derive import stepping_aside as stepping_aside",
         "",
         "def build(",
         "    config: Any, *, feature: Feature | str | None = None, reduction: Reduction = \"mean\",",
         "    validate_inputs: bool = True, vocabulary: Sequence[str] | None = None,",
         ") -> DerivedLoss: ...",
+        "def safe_globals() -> list[type[DerivedLoss]]: ...",
         "def __getattr__(name: str) -> type[DerivedLoss]: ...",
     ]
     for spec in registered().values():
-        lines += ["", f"class {spec.class_name}(DerivedLoss):", _init(spec)]
+        lines += ["", f"class {spec.class_name}(DerivedLoss):", _init(spec), _forward(spec)]
         for p in spec.params:
-            kind = "Tensor | None" if p.tensor else python_type(p.annotation)
+            kind = "Tensor | None" if p.tensor else python_type(p.annotation) + " | Tensor"
             lines.append(f"    {p.name}: {kind}")
     return "\n".join(lines) + "\n"

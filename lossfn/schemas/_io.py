@@ -79,7 +79,8 @@ def decode_config(data: Any, *, feature: Feature | str | None = None) -> msgspec
     """Validate a loss config and fill its defaults, in one pass.
 
     Args:
-        data: a mapping, a JSON document (``str``/``bytes``), or a config instance.
+        data: a mapping, a JSON document (``str``/``bytes``), or a config instance
+            (validated again: msgspec does not validate a Struct built in Python).
         feature: only accept losses that serve this output-feature type.
 
     Raises:
@@ -94,6 +95,8 @@ def decode_config(data: Any, *, feature: Feature | str | None = None) -> msgspec
             if not isinstance(data, members):
                 tag = getattr(type(data).__struct_config__, "tag", None)
                 raise msgspec.ValidationError(f"Invalid value '{tag}' - at `$.type`")
+            # a Struct's __init__ validates nothing (HuberConfig(delta=-5.0) builds): check it again
+            msgspec.convert(msgspec.to_builtins(data), type=type(data))
             return data
         decoder, by_tag = _decoders(union)
         if isinstance(data, (str, bytes, bytearray, memoryview)):
