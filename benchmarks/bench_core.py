@@ -5,6 +5,9 @@ Ratios are against a baseline measured in the same run:
 * the module that ``lossfn`` derives from ``softmax_cross_entropy``'s signature vs a
   hand-written ``nn.Module`` calling the same pure function (forward, and
   forward + backward), at a ``[32, 10]`` batch, with ``validate_inputs`` on and off;
+* the pure function with its hyperparameter check (the wrapper ``register_loss``
+  derives from the signature) vs the same function without it (``spec.unchecked``),
+  and vs ``torch.nn.functional`` for scale;
 * ``lossfn.decode_config`` of one JSON config vs ``msgspec.json.decode`` into the
   same config class directly.
 
@@ -59,6 +62,25 @@ def main() -> None:
     base_bw = per_call(lambda: hand(logits, labels).backward(), number=1000)
     print(row("hand-written nn.Module, forward+backward", base_bw, base_bw))
     print(row("derived module, forward+backward", per_call(lambda: derived(logits, labels).backward(), number=1000), base_bw))
+
+    print("\nthe hyperparameter check of the pure functions (ratio vs the same function unchecked)")
+    x, y = torch.randn(32, 4, generator=generator), torch.randn(32, 4, generator=generator)
+    huber = lossfn.get_loss("huber")
+    base = per_call(lambda: huber.unchecked(x, y, delta=0.5))
+    print(row("huber unchecked, delta=0.5", base, base))
+    print(row("LF.huber(delta=0.5) (checks delta)", per_call(lambda: lossfn.functional.huber(x, y, delta=0.5)), base))
+    print(row("(for scale) F.huber_loss(delta=0.5)", per_call(lambda: torch.nn.functional.huber_loss(x, y, delta=0.5)), base))
+    softmax = lossfn.get_loss("softmax_cross_entropy")
+    base = per_call(lambda: softmax.unchecked(logits, labels, class_weights=weight_tensor, label_smoothing=0.1))
+    print(row("softmax_cross_entropy unchecked, tensor weights + smoothing", base, base))
+    print(row("LF.softmax_cross_entropy, the same (checks smoothing)", per_call(
+        lambda: softmax_cross_entropy(logits, labels, class_weights=weight_tensor, label_smoothing=0.1)), base))
+    print(row("LF.softmax_cross_entropy, weights as a list (msgspec check)", per_call(
+        lambda: softmax_cross_entropy(logits, labels, class_weights=weights, label_smoothing=0.1)), base))
+    base = per_call(lambda: torch.nn.functional.cross_entropy(logits, labels).backward(), number=1000)
+    print(row("F.cross_entropy, defaults, forward+backward", base, base))
+    print(row("LF.softmax_cross_entropy, defaults, forward+backward", per_call(
+        lambda: softmax_cross_entropy(logits, labels).backward(), number=1000), base))
 
     print("\nconfig decoding (ratio vs msgspec.json.decode into the class directly)")
     document = b'{"type": "softmax_cross_entropy", "class_weights": [1, 2, 3], "label_smoothing": 0.1}'

@@ -7,7 +7,9 @@ settings it measures, on the accelerator:
 * the generated module moved with ``.to(device)`` vs the function;
 * bfloat16 inputs: finite loss and gradient, and their error vs float64;
 * logits of magnitude ``Case.extreme`` (1e4): finite loss and gradient;
-* ``torch.compile(fullgraph=True)`` vs eager (time-capped);
+* labels left on the CPU with the logits on the accelerator: lossfn's clear error;
+* ``torch.compile(fullgraph=True)`` of the function and of the module (label check
+  on), and ``torch.export`` of the module, vs eager (time-capped);
 
 then times forward+backward of the tempered loss against ``cross_entropy`` in the
 same run (ratios). Writes ``$OUT/device_check.json`` (or ``out/device_check.json``).
@@ -40,59 +42,82 @@ def max_error(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, floa
     return float(diff.max()), float((diff / scale).max())
 
 
-def value_and_grad(fn, logits, labels, params, reduction="mean"):
-    logits = logits.detach().requires_grad_()
-    loss = fn(logits, labels, **params, reduction=reduction)
-    (gradient,) = torch.autograd.grad(loss.sum(), logits)
+def value_and_grad(fn, inputs, params, reduction="mean"):
+    """The loss and its gradient with respect to the first input (the model output)."""
+    first = inputs[0].detach().requires_grad_()
+    loss = fn(first, *inputs[1:], **params, reduction=reduction)
+    (gradient,) = torch.autograd.grad(loss.sum(), first)
     return loss.detach(), gradient
 
 
+def cast(inputs, dtype=None, device=None):
+    """Floating-point inputs to ``dtype``; every tensor to ``device``."""
+    out = []
+    for x in inputs:
+        if isinstance(x, torch.Tensor):
+            x = x.to(device=device, dtype=dtype if dtype is not None and x.is_floating_point() else x.dtype)
+        out.append(x)
+    return tuple(out)
+
+
 def check_loss(name, case, device, results):
-    fn = lossfn.get_loss(name).fn
+    spec = lossfn.get_loss(name)
+    fn = spec.fn
     for index, params in enumerate(case.params):
         row = {"loss": name, "setting": index}
-        logits64, labels = case.make(64, torch.float64, torch.Generator().manual_seed(index))
-        on_device = lambda x: x.to(device)  # noqa: E731
-        logits32 = on_device(logits64.float())
-        labels_d = on_device(labels.float() if labels.is_floating_point() else labels)
+        inputs64 = tuple(case.make(64, torch.float64, torch.Generator().manual_seed(index)))
+        inputs32 = cast(inputs64, torch.float32, device)
         worst_value = worst_grad = 0.0
         for reduction in ("none", "mean", "sum"):
-            ref_v, ref_g = value_and_grad(fn, logits64, labels, params, reduction)
-            v, g = value_and_grad(fn, logits32, labels_d, params, reduction)
+            ref_v, ref_g = value_and_grad(fn, inputs64, params, reduction)
+            v, g = value_and_grad(fn, inputs32, params, reduction)
             worst_value = max(worst_value, max_error(v, ref_v)[1])
             worst_grad = max(worst_grad, max_error(g, ref_g)[0])
         row["float32_value_rel_err"] = worst_value
         row["float32_grad_abs_err"] = worst_grad
-        module = lossfn.get_loss(name).module(**params).to(device)
-        row["module_equal"] = bool(torch.equal(module(logits32, labels_d), fn(logits32, labels_d, **params)))
-        ref_v, _ = value_and_grad(fn, logits64, labels, params)
-        half_labels = labels_d.to(torch.bfloat16) if labels_d.is_floating_point() else labels_d
-        v, g = value_and_grad(fn, logits32.to(torch.bfloat16), half_labels, params)
+        module = spec.module(**params).to(device)
+        row["module_equal"] = bool(torch.equal(module(*inputs32), fn(*inputs32, **params)))
+        ref_v, _ = value_and_grad(fn, inputs64, params)
+        v, g = value_and_grad(fn, cast(inputs32, torch.bfloat16), params)
         row["bf16_finite"] = bool(torch.isfinite(v).all() and torch.isfinite(g).all())
         row["bf16_value_rel_err"] = max_error(v, ref_v)[1]
-        extreme = (logits32.sign() * case.extreme)
-        v, g = value_and_grad(fn, extreme, labels_d, params)
+        extreme = (inputs32[0].sign() * case.extreme, *inputs32[1:])
+        v, g = value_and_grad(fn, extreme, params)
         row["extreme_finite"] = bool(torch.isfinite(v).all() and torch.isfinite(g).all())
+        if device.type != "cpu" and index == 0:  # labels left on the CPU: a clear error, not a kernel's
+            try:
+                fn(inputs32[0], *cast(inputs32[1:], device="cpu"), **params)
+                row["cpu_labels_error"] = "none raised"
+            except ValueError as exc:
+                row["cpu_labels_error"] = str(exc)[:160]
+            except Exception as exc:  # noqa: BLE001 - reported
+                row["cpu_labels_error"] = f"{type(exc).__name__} (not lossfn's): {exc}"[:160]
         results.append(row)
 
 
 def check_compile(names, cases, device, budget):
+    """torch.compile(fullgraph=True) of the function and of the module (its label check on), and export."""
     rows, spent = [], 0.0
     for name in names:
         if spent > budget:
             rows.append({"loss": name, "compiled": "skipped (time budget)"})
             continue
-        case, fn = cases[name], lossfn.get_loss(name).fn
+        case, spec = cases[name], lossfn.get_loss(name)
         params = case.params[-1]
-        logits, labels = case.make(256, torch.float32, torch.Generator().manual_seed(0))
-        logits, labels = logits.to(device), labels.to(device)
+        inputs = cast(case.make(256, torch.float32, torch.Generator().manual_seed(0)), device=device)
+        module = spec.module(**params, reduction="none").to(device)
         torch._dynamo.reset()
-        compiled = torch.compile(lambda x, y: fn(x, y, **params, reduction="none"), fullgraph=True)
+        both = torch.compile(lambda *xs: (spec.fn(*xs, **params, reduction="none"), module(*xs)), fullgraph=True)
         start = time.perf_counter()
         try:
-            out = compiled(logits, labels)
-            error = max_error(out, fn(logits, labels, **params, reduction="none"))[1]
-            rows.append({"loss": name, "compiled": True, "rel_err": error, "compile_s": time.perf_counter() - start})
+            out_fn, out_module = both(*inputs)
+            eager = spec.fn(*inputs, **params, reduction="none")
+            exported = torch.export.export(module, inputs).module()(*inputs)
+            rows.append({
+                "loss": name, "compiled": True, "rel_err": max_error(out_fn, eager)[1],
+                "module_rel_err": max_error(out_module, eager)[1], "export_rel_err": max_error(exported, eager)[1],
+                "compile_s": time.perf_counter() - start,
+            })
         except Exception as exc:  # report, don't stop the check
             rows.append({"loss": name, "compiled": False, "error": f"{type(exc).__name__}: {exc}"[:300]})
         spent += time.perf_counter() - start
