@@ -81,7 +81,8 @@ def loss_page(name: str) -> str:
     if spec.aliases:
         lines.append(f"aliases:       {', '.join(spec.aliases)}")
     lines.append(f"feature types: {', '.join(sorted(f.value for f in spec.features))}")
-    lines.append(f"inputs:        {_inputs(spec)} (consumes the model's {spec.kind})")
+    lines.append(f"inputs:        {_inputs(spec)}")
+    lines.append(f"kind:          {spec.kind} (the model output it consumes, as Ludwig's get_loss_inputs())")
     lines.append(f"module:        lossfn.nn.{spec.class_name}, forward({_inputs(spec)})")
     lines.append(f"config:        lossfn.schemas.{spec.config.__name__}")
     lines += ["", "Parameters:"]

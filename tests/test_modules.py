@@ -188,10 +188,15 @@ def test_torch_load_with_weights_only_after_one_call(tmp_path):
     torch.testing.assert_close(loaded.criterion(x, y), model.criterion(x, y))
 
 
-def test_module_steps_aside_on_meta_tensors_and_checks_real_ones():
+def test_module_steps_aside_on_meta_and_fake_tensors_and_checks_real_ones():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
     module = lossfn.nn.SoftmaxCrossEntropy()
     meta = module(torch.empty(4, 3, device="meta"), torch.empty(4, dtype=torch.long, device="meta"))
     assert meta.device.type == "meta"
+    with FakeTensorMode():
+        fake = module(torch.empty(4, 3), torch.zeros(4, dtype=torch.long))
+    assert fake.shape == ()
     with pytest.raises(ValueError, match="class indices in"):
         module(torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]))
 

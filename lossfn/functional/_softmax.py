@@ -4,9 +4,11 @@
 reuse on their flattened tokens. Besides torch's class weights, label smoothing and
 ``ignore_index``, it implements the parts of Ludwig's loss configs that Ludwig
 declares but leaves unfinished: ``robust_lambda``, ``confidence_penalty`` and
-``class_similarities`` (see ``docs/ludwig.md``). When every option is one torch has,
-it calls ``torch.nn.functional.cross_entropy`` itself: torch's fused kernel, and
-torch's number by construction.
+``class_similarities`` (see ``docs/ludwig.md``). With class weights and
+``ignore_index`` alone it calls ``torch.nn.functional.cross_entropy`` itself: torch's
+fused kernel, and torch's number by construction. (Torch's label smoothing writes in
+place, which ``vmap`` refuses when only the labels are batched, so smoothing stays
+lossfn's own arithmetic; its numbers are torch's too, checked by the tests.)
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from ._common import (
     check_class_indices,
     check_floating,
     check_integer_labels,
-    check_min_rank,
     check_device,
+    check_min_rank,
     compute_dtype,
     fail,
     keep_where,
