@@ -298,16 +298,21 @@ def softmax_cross_entropy(
     or, when ``class_similarities`` :math:`S` and a temperature :math:`\tau > 0`
     are given, :math:`q_n = \operatorname{softmax}(S_{y_n} / \tau)`; or the given
     class probabilities. The example weight is :math:`s_n = w_{y_n}` for class
-    indices and :math:`s_n = 1` for probabilities, so that
+    indices and :math:`s_n = 1` for probabilities. A position whose label is
+    ``ignore_index`` (:math:`m_n = 0`, else 1) contributes nothing, whatever its logits
+    hold (NaN or infinite ones included), and leaves the denominator:
 
     .. math::
 
-        \text{mean} = \frac{\sum_n \ell_n}{\sum_n s_n}, \qquad
-        \text{sum} = \sum_n \ell_n
+        \text{mean} = \frac{\sum_n m_n \ell_n}{\sum_n m_n s_n}, \qquad
+        \text{sum} = \sum_n m_n \ell_n
 
     which, at :math:`\lambda = \beta = 0`, is the weighting of
     ``torch.nn.functional.cross_entropy`` (class indices: divided by
-    :math:`\sum_n w_{y_n}`; probabilities: by the number of examples).
+    :math:`\sum_n m_n w_{y_n}`; probabilities: by the number of examples). The
+    gradient at an ignored position is 0, or NaN where its logits are not finite, as
+    in torch (a ``where`` over the whole logits would cost a pass over them). With
+    class weights and ``ignore_index`` alone the loss is ``F.cross_entropy`` itself.
 
     Args:
         logits: ``[B, C]``, or ``[B, C, d1, ...]`` for per-pixel classification
