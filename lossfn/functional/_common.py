@@ -231,12 +231,16 @@ def validate_class_range(
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             return
         dim = class_dim if class_dim < 0 or logits.ndim >= 2 else 0
-        if ignored is not None and isinstance(params.get(ignored), int):
-            labels = labels[labels != params[ignored]]
         if labels.numel() == 0:
             return
         num_classes = logits.shape[dim]
-        low, high = int(labels.min()), int(labels.max())
+        low, high = torch.stack(torch.aminmax(labels)).tolist()  # one op, one host sync
+        if (low < 0 or high >= num_classes) and ignored is not None and isinstance(params.get(ignored), int):
+            # some labels may be the ignored one: the range of the others (where(), no boolean indexing)
+            kept = labels != params[ignored]
+            low, high = torch.stack(
+                [torch.where(kept, labels, num_classes - 1).min(), torch.where(kept, labels, 0).max()]
+            ).tolist()
         if low < 0 or high >= num_classes:
             allowed = f"{what} in [0, {num_classes - 1}]" + (f" or the {ignored}" if ignored else "")
             raise fail(loss, "labels", allowed, f"values in [{low}, {high}]")
@@ -255,7 +259,7 @@ def validate_unit_range(loss: str) -> Callable[..., None]:
             return
         if labels.numel() == 0:
             return
-        low, high = float(labels.min()), float(labels.max())
+        low, high = torch.stack(torch.aminmax(labels)).tolist()  # one op, one host sync
         if low < 0 or high > 1:
             raise fail(loss, "labels", "targets in [0, 1]", f"values in [{low:g}, {high:g}]")
 

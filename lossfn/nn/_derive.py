@@ -101,6 +101,9 @@ def _functorch_level() -> Any:
     return None if level is None else level()
 
 
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
 def stepping_aside(inputs: Sequence[Any]) -> bool:
     """Is this call being traced or transformed, so that reading tensor values cannot work?
 
@@ -113,7 +116,8 @@ def stepping_aside(inputs: Sequence[Any]) -> bool:
     if _functorch_level() is not None:
         return True
     for x in inputs:
-        if isinstance(x, Tensor) and (x.is_meta or is_fake(x)):
+        # a fake tensor is a Tensor subclass: only those are asked (is_fake takes microseconds)
+        if isinstance(x, Tensor) and (x.is_meta or (type(x) not in _PLAIN and is_fake(x))):
             return True
         if x is not None and not isinstance(x, Tensor | int | float | bool):
             return True  # a proxy of a tracer
