@@ -53,7 +53,7 @@ from torch import Tensor
 
 from lossfn.functional import reduce_loss
 from lossfn.nn import DerivedLoss
-from lossfn.registry import REDUCTIONS, LossSpec, get_loss, registered
+from lossfn.registry import LossSpec, check_reduction, get_loss, registered
 from lossfn.schemas import WEIGHT, LossConfigError, decode_config, spec_of
 
 __all__ = [
@@ -239,10 +239,7 @@ def _checked(spec: LossSpec, params: Mapping[str, Any]) -> dict[str, Any]:
     checked against the three reductions.
     """
     params = dict(params)
-    reduction = params.get("reduction", "mean")
-    if reduction not in REDUCTIONS:
-        choices = ", ".join(map(repr, REDUCTIONS))
-        raise ValueError(f"{spec.name}: reduction must be one of {choices}; got {reduction!r}")
+    check_reduction(spec.name, params.get("reduction", "mean"))
     unknown = [key for key, value in params.items() if isinstance(value, Tensor) and key not in spec.defaults]
     if unknown:
         raise LossConfigError(f"{spec.name}: Object contains unknown field `{unknown[0]}`")

@@ -455,6 +455,22 @@ def test_module_input_errors_are_the_functions(name):
         assert str(from_module.value).startswith(f"{name}: ")
 
 
+HOOKED = [n for n in NAMES if lossfn.get_loss(n).validate is not None]
+
+
+@pytest.mark.parametrize("name", HOOKED)
+def test_validate_hook_reads_no_values(name):
+    """A hook computes facts with tensor ops and reads none: on meta tensors, which cannot be
+    read, it still returns its InputCheck; the module's one host sync reads the facts."""
+    spec = lossfn.get_loss(name)
+    inputs = sample(case_of(name))
+    on_meta = [x.to("meta") for x in inputs]
+    check = spec.validate(*on_meta, **spec.defaults)
+    assert isinstance(check, lossfn.registry.InputCheck) and check.facts.device.type == "meta"
+    real = spec.validate(*inputs, **spec.defaults)
+    assert real.judge(real.facts.tolist()) is None  # the case's labels are valid
+
+
 # -- transforms ----------------------------------------------------------------------
 
 

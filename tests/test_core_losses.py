@@ -149,6 +149,9 @@ def test_binary_modules_check_targets_lie_in_the_unit_interval(name):
     with pytest.raises(ValueError, match=rf"^{name}: labels must be targets in \[0, 1\]; got values in \[-0.5, 1\]"):
         lossfn.get_loss(name).module()(logits, torch.tensor([0.0, -0.5, 1.0]))
     assert torch.isfinite(lossfn.get_loss(name).module()(logits, torch.tensor([True, False, True])))
+    # a NaN target fails the comparison `0 <= low and high <= 1` instead of slipping through it
+    with pytest.raises(ValueError, match=rf"^{name}: labels must be targets in \[0, 1\]; got values in \[nan, nan\]"):
+        lossfn.get_loss(name).module()(logits, torch.tensor([0.0, float("nan"), 1.0]))
 
 
 @pytest.mark.parametrize("name", ["corn", "sequence_softmax_cross_entropy", "softmax_cross_entropy"])

@@ -3,8 +3,9 @@
 Everything here is free of host syncs: shape, dtype and device checks read
 metadata only, so they run under ``torch.func`` transforms and
 ``torch.compile(fullgraph=True)``. Checks that need tensor values (label ranges)
-belong to a loss's ``validate=`` hook, which modules and the CLI call, never the
-pure function.
+belong to a loss's ``validate=`` hook, which computes its facts with tensor ops and
+hands them back as an ``InputCheck``: the module reads them (the one host sync), never
+the pure function.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lossfn.registry import REDUCTIONS
+from lossfn.registry import InputCheck, check_reduction, fail
 
 __all__ = [
     "INDEX_DTYPES",
@@ -48,11 +49,6 @@ def shape(x: Tensor) -> str:
     return "[" + ", ".join(str(d) for d in x.shape) + "]"
 
 
-def fail(loss: str, arg: str, expected: str, got: str) -> ValueError:
-    """The one error message form: ``loss: argument must be ...; got ...``."""
-    return ValueError(f"{loss}: {arg} must be {expected}; got {got}")
-
-
 # -- reduction ----------------------------------------------------------------------
 
 
@@ -81,7 +77,8 @@ def reduce_loss(loss: Tensor, reduction: str, *, name: str, weights: Tensor | No
         total = weights.sum()
         # where() keeps 0/0 out of both the value and the gradient
         return loss.sum() / torch.where(total == 0, torch.ones_like(total), total)
-    raise fail(name, "reduction", f"one of {', '.join(map(repr, REDUCTIONS))}", repr(reduction))
+    check_reduction(name, reduction)  # raises: the one message for an unknown reduction
+    raise AssertionError(reduction)
 
 
 def keep_where(keep: Tensor, loss: Tensor) -> Tensor:
@@ -208,59 +205,61 @@ def as_param(
     return tensor
 
 
-# -- validate= hooks (host syncs: modules and the CLI run them) ----------------------
+# -- validate= hooks: facts computed here, read by the module -------------------------
 
 
 def validate_class_range(
     loss: str, *, ignored: str | None = None, class_dim: int = 1, what: str = "class indices"
-) -> Callable[..., None]:
+) -> Callable[..., InputCheck | None]:
     """A ``validate=`` hook: integer labels lie in ``[0, C)``, ``C = logits.shape[class_dim]``.
 
     ``ignored`` names the hyperparameter whose value marks left-out labels
     (``ignore_index``, ``padding_index``): those may be anything. One example's
     logits ``[C]`` have their classes on dimension 0.
 
-    It reads label values (a host sync), so modules and the CLI run it, never the
-    pure function. Inputs of the wrong kind or shape pass through untouched: the
-    pure function then raises its own clear error.
+    The hook reads no values: it returns the labels' ``aminmax`` (an ignored label
+    counted as class 0) as the facts of an ``InputCheck``, and the module reads them.
+    Inputs of the wrong kind or shape give no check: the pure function then raises
+    its own clear error.
     """
 
-    def validate(logits: Tensor, labels: Tensor, *_: Any, **params: Any) -> None:
+    def validate(logits: Tensor, labels: Tensor, *_: Any, **params: Any) -> InputCheck | None:
         if not isinstance(logits, Tensor) or not isinstance(labels, Tensor) or logits.ndim == 0:
-            return
-        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-            return
-        dim = class_dim if class_dim < 0 or logits.ndim >= 2 else 0
-        if labels.numel() == 0:
-            return
-        num_classes = logits.shape[dim]
-        low, high = torch.stack(torch.aminmax(labels)).tolist()  # one op, one host sync
-        if (low < 0 or high >= num_classes) and ignored is not None and isinstance(params.get(ignored), int):
-            # some labels may be the ignored one: the range of the others (where(), no boolean indexing)
-            kept = labels != params[ignored]
-            low, high = torch.stack(
-                [torch.where(kept, labels, num_classes - 1).min(), torch.where(kept, labels, 0).max()]
-            ).tolist()
-        if low < 0 or high >= num_classes:
-            allowed = f"{what} in [0, {num_classes - 1}]" + (f" or the {ignored}" if ignored else "")
-            raise fail(loss, "labels", allowed, f"values in [{low}, {high}]")
+            return None
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.numel() == 0:
+            return None
+        num_classes = logits.shape[class_dim if class_dim < 0 or logits.ndim >= 2 else 0]
+        left_out = params.get(ignored) if ignored is not None else None
+        if isinstance(left_out, int) and not isinstance(left_out, bool):
+            labels = torch.where(labels != left_out, labels, 0)  # class 0 is in range: it hides nothing
+        allowed = f"{what} in [0, {num_classes - 1}]" + (f" or the {ignored}" if ignored else "")
+
+        def judge(bounds: list[int]) -> ValueError | None:
+            low, high = bounds
+            return None if 0 <= low and high < num_classes else fail(loss, "labels", allowed, f"values in [{low}, {high}]")
+
+        return InputCheck(torch.stack(torch.aminmax(labels)), judge)
 
     return validate
 
 
-def validate_unit_range(loss: str) -> Callable[..., None]:
-    """A ``validate=`` hook: binary targets (0/1 or probabilities) lie in ``[0, 1]``.
+def validate_unit_range(loss: str) -> Callable[..., InputCheck | None]:
+    """A ``validate=`` hook: binary targets (0/1 or probabilities) lie in ``[0, 1]``, NaN refused.
 
-    A host sync, like :func:`validate_class_range`: modules and the CLI run it.
+    As :func:`validate_class_range`, it hands the module the targets' ``aminmax``;
+    the judge compares with ``0 <= low and high <= 1``, which a NaN fails.
     """
 
-    def validate(logits: Tensor, labels: Tensor, *_: Any, **__: Any) -> None:
-        if not isinstance(labels, Tensor) or labels.dtype == torch.bool or labels.is_complex():
-            return
-        if labels.numel() == 0:
-            return
-        low, high = torch.stack(torch.aminmax(labels)).tolist()  # one op, one host sync
-        if low < 0 or high > 1:
-            raise fail(loss, "labels", "targets in [0, 1]", f"values in [{low:g}, {high:g}]")
+    def validate(logits: Tensor, labels: Tensor, *_: Any, **__: Any) -> InputCheck | None:
+        if not isinstance(labels, Tensor) or labels.dtype == torch.bool or labels.is_complex() or labels.numel() == 0:
+            return None
+
+        def judge(bounds: list[float]) -> ValueError | None:
+            low, high = bounds
+            return None if 0 <= low and high <= 1 else fail(
+                loss, "labels", "targets in [0, 1]", f"values in [{low:g}, {high:g}]"
+            )
+
+        return InputCheck(torch.stack(torch.aminmax(labels)), judge)
 
     return validate

@@ -27,9 +27,9 @@ from typing import Annotated, Any
 import msgspec
 from torch import Tensor
 
-from lossfn.registry import DEFAULT_KIND, Feature, Reduction, register_loss
+from lossfn.registry import DEFAULT_KIND, Feature, InputCheck, Reduction, check_reduction, register_loss
 
-from ._common import check_floating, check_same_shape, fail
+from ._common import check_floating, check_same_shape
 
 __all__ = ["register_torch_loss"]
 
@@ -80,7 +80,7 @@ def register_torch_loss(
     same_shape: bool | Iterable[str] = False,
     doc: str | None = None,
     kind: str = DEFAULT_KIND,
-    validate: Callable[..., None] | None = None,
+    validate: Callable[..., InputCheck | None] | None = None,
 ) -> Callable[..., Tensor]:
     """Register ``torch_fn`` (a ``torch.nn.functional`` loss) as the lossfn loss ``name``.
 
@@ -101,7 +101,8 @@ def register_torch_loss(
             or the names of the inputs that must. Default: no check beyond torch's.
         doc: the docstring (math, shapes, reference); a generated one otherwise.
         kind: what model output the loss consumes (``"logits"``).
-        validate: a ``validate(*inputs, **params)`` hook for host-syncing checks.
+        validate: a ``validate(*inputs, **params) -> InputCheck | None`` hook (see
+            :func:`lossfn.register_loss`).
 
     Returns:
         The registered loss, a pure function of the lossfn contract.
@@ -164,8 +165,7 @@ def register_torch_loss(
         for arg in shaped:
             check_same_shape(name, tensors[0], args[positions[arg]], names=(first, arg))
         extra = dict(zip(exposed_optional, args[count:]))
-        if reduction not in ("none", "mean", "sum"):
-            raise fail(name, "reduction", "one of 'none', 'mean', 'sum'", repr(reduction))
+        check_reduction(name, reduction)
         if reduction == "mean" and any(isinstance(t, Tensor) and t.numel() == 0 for t in tensors):
             return torch_fn(*tensors, **extra, **kwargs, reduction="sum")  # nothing to average: 0, not nan
         return torch_fn(*tensors, **extra, **kwargs, reduction=reduction)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
-from lossfn.registry import REDUCTIONS, LossSpec, Reduction, register_deriver
+from lossfn.registry import LossSpec, Reduction, check_reduction, register_deriver
 from lossfn.schemas import WEIGHT, LossConfigError, alias_configs, decode_config, field_path
 
 __all__ = ["DerivedLoss", "module_class", "plain_value", "stepping_aside"]
@@ -153,10 +153,7 @@ class DerivedLoss(torch.nn.Module):
         vocabulary: Sequence[str] | None,
     ) -> None:
         torch.nn.Module.__init__(self)
-        if reduction not in REDUCTIONS:
-            raise ValueError(
-                f"{self.spec.name}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}"
-            )
+        check_reduction(self.spec.name, reduction)
         config = self._validated({**{k: plain_value(v) for k, v in values.items()}, "weight": plain_value(weight)},
                                  config_class)
         state = self.__dict__
@@ -284,10 +281,7 @@ class DerivedLoss(torch.nn.Module):
             super().__setattr__(name, value)
             return
         if name == "reduction":
-            if value not in REDUCTIONS:
-                raise ValueError(
-                    f"{self.spec.name}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {value!r}"
-                )
+            check_reduction(self.spec.name, value)
             self.__dict__[name] = value
             return
         candidate = self._plain_values()
@@ -367,13 +361,18 @@ class DerivedLoss(torch.nn.Module):
         params = self.params()
         if self.validate_inputs and self.spec.validate is not None and not stepping_aside(inputs):
             try:
-                self.spec.validate(*inputs, **params)
-            except Exception as exc:
-                self._raise_clearer(inputs, params, exc)
+                check = self.spec.validate(*inputs, **params)
+                # the hook computed its facts without reading them; this is the one host sync
+                error = None if check is None else check.judge(check.facts.tolist())
+            except Exception:
+                self._raise_clearer(inputs, params)
                 raise
+            if error is not None:
+                self._raise_clearer(inputs, params)
+                raise error
         return self.spec.unchecked(*inputs, **params, reduction=self.reduction)
 
-    def _raise_clearer(self, inputs: Sequence[Any], params: Mapping[str, Any], exc: Exception) -> None:
+    def _raise_clearer(self, inputs: Sequence[Any], params: Mapping[str, Any]) -> None:
         """The label check failed; if the inputs are also of the wrong kind or shape, say that.
 
         The function's own checks read metadata only, so they run on meta copies of the

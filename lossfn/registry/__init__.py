@@ -3,6 +3,8 @@
 Imports no other lossfn layer and derives nothing; see ``DESIGN.md``.
 """
 
+from ._checks import check_reduction
+from ._checks import fail
 from ._feature import DEFAULT_LOSS, Feature
 from ._plugins import GROUP as PLUGIN_GROUP
 from ._plugins import PluginWarning
@@ -22,6 +24,7 @@ from ._spec import REDUCTIONS
 from ._spec import DEFAULT_KIND
 from ._spec import AsTensor
 from ._spec import Check
+from ._spec import InputCheck
 from ._spec import LossContractError
 from ._spec import LossSpec
 from ._spec import Param
@@ -36,6 +39,7 @@ __all__ = [
     "DEFAULT_LOSS",
     "DuplicateLossError",
     "Feature",
+    "InputCheck",
     "LossContractError",
     "LossRedefinedWarning",
     "LossSpec",
@@ -46,7 +50,9 @@ __all__ = [
     "Reduction",
     "UnknownLossError",
     "camel_case",
+    "check_reduction",
     "default_loss",
+    "fail",
     "generation",
     "get_loss",
     "losses_for",

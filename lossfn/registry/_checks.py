@@ -28,15 +28,22 @@ import torch
 
 from ._spec import REDUCTIONS, LossContractError, Param, Signature
 
-__all__ = ["checked_function"]
+__all__ = ["check_reduction", "checked_function", "fail"]
 
 Checker = Callable[[Any, Mapping[str, Any]], None]
 
 _SYMBOLS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
 
 
-def _fail(loss: str, arg: str, expected: str, got: str) -> ValueError:
+def fail(loss: str, arg: str, expected: str, got: str) -> ValueError:
+    """The one error message form of lossfn: ``loss: argument must be ...; got ...``."""
     return ValueError(f"{loss}: {arg} must be {expected}; got {got}")
+
+
+def check_reduction(loss: str, value: Any) -> None:
+    """``reduction`` is one of ``"none"``, ``"mean"``, ``"sum"`` (the same error everywhere)."""
+    if not isinstance(value, str) or value not in REDUCTIONS:
+        raise fail(loss, "reduction", f"one of {', '.join(map(repr, REDUCTIONS))}", repr(value))
 
 
 def _scalar_info(param: Param) -> tuple[Any, bool] | None:
@@ -80,14 +87,14 @@ def _scalar_checker(loss: str, param: Param, info: Any, optional: bool) -> Check
             return
         if isinstance(value, torch.Tensor):
             if value.ndim != 0:  # metadata: no host sync (and per example under vmap)
-                raise _fail(loss, arg, f"{kind} or a 0-d tensor", f"a tensor of shape {list(value.shape)}")
+                raise fail(loss, arg, f"{kind} or a 0-d tensor", f"a tensor of shape {list(value.shape)}")
             return
         if is_bool:
             if not isinstance(value, bool):
-                raise _fail(loss, arg, expected, repr(value))
+                raise fail(loss, arg, expected, repr(value))
             return
         if isinstance(value, bool) or not isinstance(value, numbers.Integral if is_int else numbers.Real):
-            raise _fail(loss, arg, f"{expected}, or a 0-d tensor", f"{value!r} ({type(value).__name__})")
+            raise fail(loss, arg, f"{expected}, or a 0-d tensor", f"{value!r} ({type(value).__name__})")
         # `not (value > bound)`: a NaN fails every bound
         if (
             (gt is not None and not value > gt)
@@ -95,7 +102,7 @@ def _scalar_checker(loss: str, param: Param, info: Any, optional: bool) -> Check
             or (lt is not None and not value < lt)
             or (le is not None and not value <= le)
         ):
-            raise _fail(loss, arg, expected, repr(value))
+            raise fail(loss, arg, expected, repr(value))
 
     return check
 
@@ -137,7 +144,7 @@ def _with_whole_value_checks(loss: str, param: Param, base: Checker, defaults: M
             except Exception:  # a predicate that cannot read the value rejects it
                 ok = False
             if not ok:
-                raise _fail(loss, arg, marker.expected, repr(value))
+                raise fail(loss, arg, marker.expected, repr(value))
 
     return check
 
@@ -146,11 +153,6 @@ def _checker(loss: str, param: Param, defaults: Mapping[str, Any]) -> Checker:
     scalar = None if param.tensor else _scalar_info(param)
     base = _scalar_checker(loss, param, *scalar) if scalar else _compound_checker(loss, param)
     return _with_whole_value_checks(loss, param, base, defaults)
-
-
-def _check_reduction(loss: str, value: Any) -> None:
-    if not isinstance(value, str) or value not in REDUCTIONS:
-        raise _fail(loss, "reduction", f"one of {', '.join(map(repr, REDUCTIONS))}", repr(value))
 
 
 def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) -> Callable[..., Any]:
@@ -171,7 +173,7 @@ def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) ->
                 if check is not None:
                     check(value, hyperparameters)
                 elif key == "reduction":
-                    _check_reduction(loss, value)
+                    check_reduction(loss, value)
         return fn(*inputs, **hyperparameters)
 
     loss_function.__signature__ = signature.signature  # type: ignore[attr-defined]

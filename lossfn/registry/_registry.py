@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from ._checks import checked_function
 from ._feature import DEFAULT_LOSS, Feature
-from ._spec import DEFAULT_KIND, LossSpec, camel_case, check_name, parse_features, read_signature
+from ._spec import DEFAULT_KIND, InputCheck, LossSpec, camel_case, check_name, parse_features, read_signature
 
 __all__ = [
     "DuplicateLossError",
@@ -66,7 +66,7 @@ def register_loss(
     features: Iterable[Feature | str] | Feature | str,
     *,
     aliases: Iterable[str] = (),
-    validate: Callable[..., None] | None = None,
+    validate: Callable[..., InputCheck | None] | None = None,
     kind: str = DEFAULT_KIND,
 ) -> Callable[[F], F]:
     """Register a pure loss function under ``name`` for the given feature types.
@@ -87,9 +87,9 @@ def register_loss(
         name: snake_case registry key; the module class is its CamelCase form.
         features: output-feature types the loss serves.
         aliases: other names that look up the same loss (and decode as configs).
-        validate: optional ``validate(*inputs, **params)`` for checks that need a
-            host sync (label ranges). Modules and the CLI call it; the pure
-            function never does.
+        validate: optional ``validate(*inputs, **params) -> InputCheck | None`` for
+            checks of tensor values (label ranges): it computes its facts with tensor
+            ops, and the module reads them (the pure function never calls it).
         kind: what model output the loss consumes, as Ludwig's
             ``get_loss_inputs()``: ``"logits"`` (the default) or ``"anomaly_score"``.
     """
@@ -107,7 +107,7 @@ def spec_for(
     fn: Callable[..., Any],
     features: Any,
     aliases: tuple[str, ...],
-    validate: Callable[..., None] | None,
+    validate: Callable[..., InputCheck | None] | None,
     kind: str = DEFAULT_KIND,
 ) -> LossSpec:
     """The spec of ``fn``: its signature read and checked, its checked wrapper built."""

@@ -24,6 +24,7 @@ from ._feature import Feature
 __all__ = [
     "AsTensor",
     "Check",
+    "InputCheck",
     "LossContractError",
     "LossSpec",
     "Param",
@@ -75,6 +76,22 @@ class Check:
     predicate: Callable[..., bool]
     expected: str
     uses: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class InputCheck:
+    """What a ``validate=`` hook returns: facts about the inputs, and the judge that reads them.
+
+    A hook may not read tensor values itself: that host sync would break under
+    ``torch.func`` and ``torch.compile``, and the hook lives beside the pure function.
+    It computes ``facts``, a tensor, with tensor operations only (``aminmax`` of the
+    labels, say), and ``judge(numbers)`` turns ``facts.tolist()`` into the error to
+    raise, or ``None``. The module reads the facts, the one host sync, outside any
+    transform (see ``lossfn.nn.stepping_aside``).
+    """
+
+    facts: Any
+    judge: Callable[[Any], Exception | None]
 
 
 class LossContractError(TypeError):
@@ -132,7 +149,8 @@ class LossSpec:
         optional_inputs: those of ``inputs`` that default to ``None``.
         params: its keyword-only hyperparameters (``reduction`` aside).
         kind: what model output it consumes (``"logits"``, ``"anomaly_score"``).
-        validate: the host-syncing input check modules and the CLI run, or None.
+        validate: ``validate(*inputs, **params) -> InputCheck | None``, the value
+            check (label ranges) that modules run, or None.
         unchecked: the function as written, without the hyperparameter check
             (modules call it: their values are validated when they are set).
     """
@@ -145,7 +163,7 @@ class LossSpec:
     params: tuple[Param, ...]
     optional_inputs: tuple[str, ...] = ()
     kind: str = DEFAULT_KIND
-    validate: Callable[..., None] | None = None
+    validate: Callable[..., InputCheck | None] | None = None
     unchecked: Callable[..., Any] | None = None
     _derived: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
