@@ -92,11 +92,12 @@ def test_every_case_names_a_registered_loss():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_case_gives_every_input(name):
+def test_case_gives_every_input_and_the_kind(name):
     spec = lossfn.get_loss(name)
-    inputs = sample(case_of(name))
+    case = case_of(name)
+    inputs = sample(case)
     assert len(spec.required_inputs) <= len(inputs) <= len(spec.inputs)
-    assert spec.kind == "logits"  # what every loss registered today consumes
+    assert spec.kind == case.kind  # what the catalog says the loss consumes (Ludwig's get_loss_inputs())
 
 
 # -- values and reductions ------------------------------------------------------------
@@ -149,7 +150,8 @@ def test_reductions_agree(name, params):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_empty_batch_mean_is_zero_with_a_zero_gradient(name):
-    """One answer in every loss: nothing to average is 0 (torch: nan), and nothing flows back."""
+    """One answer in every loss: nothing to average is 0 (torch: nan), and nothing flows back:
+    the gradient with respect to a tensor hyperparameter is exactly 0 (a 0/0 would make it NaN)."""
     case = case_of(name)
     inputs = sample(case, batch=0)
     assert inputs[0].numel() == 0
@@ -158,6 +160,10 @@ def test_empty_batch_mean_is_zero_with_a_zero_gradient(name):
     (gradient,) = torch.autograd.grad(mean, leaf, allow_unused=True)
     assert mean.shape == () and mean.item() == 0.0
     assert gradient is None or gradient.shape == leaf.shape
+    for param, grid, base in _float_hyperparameters(name):
+        value = torch.tensor(grid[len(grid) // 2], dtype=inputs[0].dtype, requires_grad=True)
+        (by_param,) = torch.autograd.grad(call(name, inputs, {**base, param: value}, "mean"), value, allow_unused=True)
+        assert by_param is None or by_param.item() == 0.0, (param, by_param)
     assert call(name, inputs, {}, "sum").item() == 0.0
     assert tuple(call(name, inputs, {}, "none").shape) == tuple(case.none_shape(*inputs))
 

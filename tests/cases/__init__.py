@@ -70,6 +70,8 @@ class Case:
             the weighted mean (``"mean" == (none).sum() / weights.sum()``), or
             None for a plain mean over the ``"none"`` output.
         twins: the ``torch.nn.functional`` calls the loss equals (see :class:`Twin`).
+        kind: the model output the loss consumes, as Ludwig's ``get_loss_inputs()``
+            says (``"logits"``; ``"anomaly_score"`` for the anomaly losses).
         skip: ``{check: reason}`` for generic checks that do not apply to this
             loss (e.g. ``"reduction_consistency"`` for a loss whose mean is not a
             mean of per-example values). The reason is shown in the test report.
@@ -86,6 +88,7 @@ class Case:
     mean_weights: Callable[..., Tensor | None] = lambda *inputs, **params: None
     skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
     twins: tuple[Twin, ...] = ()
+    kind: str = "logits"
 
 
 def class_logits(num_classes: int) -> Callable[[int, torch.dtype, torch.Generator], Inputs]:
