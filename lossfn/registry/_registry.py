@@ -243,15 +243,35 @@ def default_loss(feature: Feature | str) -> LossSpec:
     return get_loss(DEFAULT_LOSS[feature])
 
 
-_PLUGINS_LOADED = False
+_PLUGINS_LOADED = False  # set once the plugin imports finished (or were skipped), never before
+_PLUGINS_LOCK = threading.RLock()
+_PLUGINS_LOADING = False  # True while the thread holding _PLUGINS_LOCK imports the plugins
 
 
 def _load_plugins() -> None:
-    """Import the modules named in the entry-point group ``lossfn.losses`` (once)."""
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    _PLUGINS_LOADED = True
-    from ._plugins import load_entry_points
+    """Import the modules named in the entry-point group ``lossfn.losses`` (once).
 
-    load_entry_points()
+    The first reader imports them while readers in other threads wait on the lock, so
+    none sees the registry without the plugin losses. A plugin that reads the registry
+    while it is imported re-enters here in the same thread and returns at once. Unless
+    ``LOSSFN_DISABLE_PLUGIN_AUTOLOAD`` is set (read now): then nothing is imported.
+    """
+    global _PLUGINS_LOADED, _PLUGINS_LOADING
+    if _PLUGINS_LOADED:  # the fast path: one global read, no lock
+        return
+    with _PLUGINS_LOCK:
+        # only the thread holding the lock can see _PLUGINS_LOADING true: then this is a
+        # plugin reading the registry during its own import
+        if _PLUGINS_LOADED or _PLUGINS_LOADING:
+            return
+        from ._plugins import autoload_disabled, load_entry_points
+
+        _PLUGINS_LOADING = True
+        try:
+            if not autoload_disabled():
+                load_entry_points()
+        finally:
+            # attempted once, as before: a failure (a PluginWarning turned into an error)
+            # is not retried on every read
+            _PLUGINS_LOADING = False
+            _PLUGINS_LOADED = True
