@@ -15,12 +15,14 @@ Run it with ``lossfn demo`` (``make demo``); ``lossfn demo --help`` lists the op
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -219,6 +221,68 @@ class _Progress:
             self._bar.close()
 
 
+# -- stdout ------------------------------------------------------------------------
+
+
+class _StdoutUntilClosed:
+    """``sys.stdout`` while the demo runs: when its reader has gone (``lossfn demo | head``)
+    the first ``BrokenPipeError`` points the file descriptor at ``os.devnull`` (the recipe of
+    the Python docs on SIGPIPE, so the flush at exit finds no broken pipe either) and further
+    output is dropped, while the run goes on to write ``results.json`` and the PNG."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self) -> None:
+        self.reader_gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        except (OSError, ValueError, AttributeError):  # not a file descriptor (a test's capture): dropping is enough
+            pass
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty(), fileno(), ...
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _stdout_until_closed() -> Iterator[None]:
+    """Everything printed inside goes through :class:`_StdoutUntilClosed`, flushed at the end."""
+    stream = sys.stdout
+    if stream is None:  # no console (pythonw): print() already writes nothing
+        yield
+        return
+    guard = _StdoutUntilClosed(stream)
+    sys.stdout = guard
+    try:
+        yield
+    finally:
+        guard.flush()  # a pipe buffers: the reader's absence may show only now (and not at exit)
+        if sys.stdout is guard:
+            sys.stdout = stream
+
+
 # -- the experiment ---------------------------------------------------------------
 
 
@@ -359,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and leaves the other cores alone
     try:
-        return _run(args)
+        with _stdout_until_closed():  # `lossfn demo | head`: the files are still written
+            return _run(args)
     except DemoError as exc:
         print(f"lossfn demo: error: {exc}", file=sys.stderr)
         return 2
