@@ -32,6 +32,8 @@ import lossfn
 import lossfn.functional as LF
 from lossfn.registry import DEFAULT_LOSS, Feature, default_loss
 
+from strategies import hyperparameter_floats
+
 DATA = pathlib.Path(__file__).parent / "data"
 LUDWIG = json.loads((DATA / "ludwig_reference.json").read_text())
 CORN = json.loads((DATA / "corn_reference.json").read_text())
@@ -81,6 +83,9 @@ LUDWIG_CATALOG = {
     "sigmoid_cross_entropy": ({"set"}, {"class_weights": None}),
     "corn": ({"category"}, {}),
 }
+#: feature types a loss serves beyond Ludwig's registration of it: Ludwig's category_distribution
+#: output trains with softmax cross-entropy on probability labels, but registers no loss for it
+LOSSFN_EXTRA_FEATURES = {"softmax_cross_entropy": {"category_distribution"}}
 #: fields lossfn adds to Ludwig's (extras, with defaults that keep Ludwig's numbers)
 LOSSFN_EXTRAS = {
     "softmax_cross_entropy": {"label_smoothing": 0.0, "ignore_index": -100},
@@ -91,6 +96,7 @@ LOSSFN_EXTRAS = {
 LUDWIG_DEFAULTS = {
     "binary": "binary_weighted_cross_entropy",
     "category": "softmax_cross_entropy",
+    "category_distribution": "softmax_cross_entropy",
     "image": "softmax_cross_entropy",
     "number": "mean_squared_error",
     "sequence": "sequence_softmax_cross_entropy",
@@ -104,7 +110,7 @@ LUDWIG_DEFAULTS = {
 @pytest.mark.parametrize("name", sorted(LUDWIG_CATALOG))
 def test_names_and_feature_types_are_ludwigs(name):
     spec = lossfn.get_loss(name)
-    assert {str(f) for f in spec.features} == LUDWIG_CATALOG[name][0]
+    assert {str(f) for f in spec.features} == LUDWIG_CATALOG[name][0] | LOSSFN_EXTRA_FEATURES.get(name, set())
     assert getattr(LF, name) is spec.fn and name in LF.__all__
 
 
@@ -649,9 +655,9 @@ def test_padding_and_ignored_labels_pass_the_module_check():
 
 _SOFTMAX_PARAMS = st.fixed_dictionaries(
     {
-        "robust_lambda": st.floats(0, 1),
-        "confidence_penalty": st.floats(0, 2),
-        "label_smoothing": st.floats(0, 0.9),
+        "robust_lambda": hyperparameter_floats(0, 1),
+        "confidence_penalty": hyperparameter_floats(0, 2),
+        "label_smoothing": hyperparameter_floats(0, 0.9),
         "class_similarities_temperature": st.sampled_from([0.0, 0.3, 1.0]),
     }
 )
@@ -687,8 +693,8 @@ def test_softmax_family_is_shift_invariant_and_non_negative(seed, batch, classes
     seed=st.integers(0, 2**16),
     batch=st.integers(1, 6),
     classes=st.integers(2, 6),
-    lam=st.floats(0, 1),
-    beta=st.floats(0, 2),
+    lam=hyperparameter_floats(0, 1),
+    beta=hyperparameter_floats(0, 2),
 )
 def test_robust_lambda_is_linear_and_penalty_additive(seed, batch, classes, lam, beta):
     logits, labels, weights, _ = _problem(seed, batch, classes)

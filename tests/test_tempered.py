@@ -553,7 +553,7 @@ def test_bad_inputs_are_clear_errors():
         LF.bi_tempered_logistic_loss(torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match=rf"^{name}: t2 must be a number or a 0-d tensor; got a tensor of shape \[2\]"):
         LF.bi_tempered_logistic_loss(logits, torch.zeros(4, dtype=torch.long), t2=torch.ones(2))
-    with pytest.raises(ValueError, match=rf"^{name}: num_iters must be an integer >= 1, or a 0-d tensor; got 2.5"):
+    with pytest.raises(ValueError, match=rf"^{name}: num_iters must be an integer >= 1 and <= 1000, or a 0-d tensor; got 2.5"):
         LF.bi_tempered_logistic_loss(logits, torch.zeros(4, dtype=torch.long), num_iters=2.5)
     with pytest.raises(ValueError, match="^bi_tempered_binary_logistic_loss: labels must be of the same shape"):
         LF.bi_tempered_binary_logistic_loss(torch.randn(4), torch.ones(4, 1))

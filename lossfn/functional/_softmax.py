@@ -68,7 +68,12 @@ ClassWeights = Annotated[
     Meta(description="one non-negative weight per class, or {class name: weight} (None: all 1)"),
     AsTensor(),
     # all-zero weights make the weighted mean 0/0 (nan in torch and Ludwig)
-    Check(_positive_sum, "weights that sum to more than 0"),
+    Check(
+        _positive_sum,
+        "weights that sum to more than 0",
+        # the weights are >= 0: some weight is > 0 (a list), not every one is <= 0 (a mapping)
+        schema={"contains": {"exclusiveMinimum": 0}, "not": {"type": "object", "additionalProperties": {"maximum": 0}}},
+    ),
 ]
 RobustLambda = Annotated[
     float, Meta(ge=0.0, le=1.0, description="mixing weight λ of the robust loss (1 - λ)·loss + λ/C")
@@ -86,7 +91,15 @@ ClassSimilarities = Annotated[
 SimilarityTemperature = Annotated[
     float,
     Meta(ge=0.0, description="temperature of the softmax over a similarity row (0: similarities unused)"),
-    Check(_used_with_similarities, "0 unless class_similarities are given", uses=("class_similarities",)),
+    Check(
+        _used_with_similarities,
+        "0 unless class_similarities are given",
+        uses=("class_similarities",),
+        schema=lambda field, similarities: {
+            "if": {"properties": {similarities: {"type": "null"}}},
+            "then": {"properties": {field: {"const": 0}}},
+        },
+    ),
 ]
 LabelSmoothing = Annotated[
     float, Meta(ge=0.0, lt=1.0, description="mass moved from the labels to the uniform distribution")
@@ -208,7 +221,11 @@ def cross_entropy_terms(
         active = temperature > 0
         # where() twice: a zero temperature never divides, not even in the gradient
         divisor = torch.where(active, temperature, torch.ones_like(temperature))
-        soft = torch.softmax(similarities[safe] / divisor, dim=-1).movedim(-1, 1)
+        rows = similarities[safe]
+        # shift by the row's maximum before dividing (softmax does not change): a large
+        # similarity over a small temperature then gives -inf, not inf - inf = nan
+        rows = rows - rows.amax(dim=-1, keepdim=True).detach()
+        soft = torch.softmax(rows / divisor, dim=-1).movedim(-1, 1)
         classes = torch.arange(num_classes, device=labels.device).view(class_dims)
         one_hot = (safe.unsqueeze(1) == classes).to(x.dtype)
         target = torch.where(active, soft, one_hot)
@@ -255,7 +272,8 @@ def _robust_and_penalized(
 
 @register_loss(
     "softmax_cross_entropy",
-    [Feature.CATEGORY, Feature.VECTOR, Feature.IMAGE],
+    # category_distribution: the labels are class probabilities [B, C] (Ludwig uses it there too)
+    [Feature.CATEGORY, Feature.CATEGORY_DISTRIBUTION, Feature.VECTOR, Feature.IMAGE],
     validate=validate_class_range("softmax_cross_entropy", ignored="ignore_index"),
 )
 def softmax_cross_entropy(

@@ -60,7 +60,8 @@ LabelSmoothing = Annotated[
     float, Meta(ge=0.0, lt=1.0, description="mass a moved off the true class: 1 - a on it, a / (C - 1) on each other")
 ]
 NumIters = Annotated[
-    int, Meta(ge=1, description="steps of the iterative normalization (fixed point for t2 > 1, bisection for t2 < 1)")
+    int,
+    Meta(ge=1, le=1000, description="steps of the iterative normalization (fixed point for t2 > 1, bisection for t2 < 1)"),
 ]
 
 

@@ -3,6 +3,7 @@
 Imports no other lossfn layer and derives nothing; see ``DESIGN.md``.
 """
 
+from ._bounds import FLOAT_MAX, FLOAT_TINY, INT_MAX, INT_MIN, LIMITS, TINY_EXPECTED
 from ._checks import check_reduction
 from ._checks import fail
 from ._feature import DEFAULT_LOSS, Feature
@@ -21,6 +22,7 @@ from ._registry import temporary_registry
 from ._registry import unknown_message
 from ._registry import unregister_loss
 from ._spec import REDUCTIONS
+from ._spec import REPRESENTABLE
 from ._spec import DEFAULT_KIND
 from ._spec import AsTensor
 from ._spec import Check
@@ -38,7 +40,12 @@ __all__ = [
     "DEFAULT_KIND",
     "DEFAULT_LOSS",
     "DuplicateLossError",
+    "FLOAT_MAX",
+    "FLOAT_TINY",
     "Feature",
+    "INT_MAX",
+    "INT_MIN",
+    "LIMITS",
     "InputCheck",
     "LossContractError",
     "LossRedefinedWarning",
@@ -47,6 +54,8 @@ __all__ = [
     "Param",
     "PluginWarning",
     "REDUCTIONS",
+    "REPRESENTABLE",
+    "TINY_EXPECTED",
     "Reduction",
     "UnknownLossError",
     "camel_case",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -144,7 +145,7 @@ def _with_whole_value_checks(loss: str, param: Param, base: Checker, defaults: M
             except Exception:  # a predicate that cannot read the value rejects it
                 ok = False
             if not ok:
-                raise fail(loss, arg, marker.expected, repr(value))
+                raise fail(loss, arg, marker.expected, reprlib.repr(value))
 
     return check
 

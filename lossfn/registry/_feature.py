@@ -35,6 +35,7 @@ class Feature(enum.StrEnum):
 DEFAULT_LOSS: dict[Feature, str] = {
     Feature.BINARY: "binary_weighted_cross_entropy",
     Feature.CATEGORY: "softmax_cross_entropy",
+    Feature.CATEGORY_DISTRIBUTION: "softmax_cross_entropy",
     Feature.IMAGE: "softmax_cross_entropy",
     Feature.NUMBER: "mean_squared_error",
     Feature.SEQUENCE: "sequence_softmax_cross_entropy",

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from ._bounds import TINY_EXPECTED, bounded, has_floats, representable
 from ._feature import Feature
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Param",
     "Reduction",
     "REDUCTIONS",
+    "REPRESENTABLE",
     "camel_case",
     "register_deriver",
 ]
@@ -71,11 +73,25 @@ class Check:
     A check that spans several fields names them in ``uses``; the predicate then
     gets their values after its own: ``Check(lambda s, w: w is None or len(s) ==
     len(w), "C rows for C class weights", uses=("class_weights",))``.
+
+    A check may say what it means in JSON Schema, so the published schema rejects
+    what the config rejects: ``schema`` is a fragment (a dict) or a function of
+    the field's name and the names in ``uses`` that returns one. Without ``uses``
+    the fragment applies to the field's value, with ``uses`` to the whole config
+    (``if``/``then`` over several fields). ``None`` says JSON Schema cannot express
+    it (a square matrix of any size): the schema's description lists it.
     """
 
     predicate: Callable[..., bool]
     expected: str
     uses: tuple[str, ...] = ()
+    schema: dict[str, Any] | Callable[..., dict[str, Any]] | None = None
+
+    def json_schema(self, field: str) -> dict[str, Any] | None:
+        """The JSON Schema fragment of this check on ``field`` (None: not expressible)."""
+        if callable(self.schema):
+            return self.schema(field, *self.uses)
+        return self.schema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +108,10 @@ class InputCheck:
 
     facts: Any
     judge: Callable[[Any], Exception | None]
+
+
+#: The check every hyperparameter holding floats gets; its JSON Schema is on each float.
+REPRESENTABLE = Check(representable, TINY_EXPECTED, schema={})
 
 
 class LossContractError(TypeError):
@@ -283,7 +303,9 @@ def read_signature(name: str, fn: Callable[..., Any]) -> Signature:
             raise broken(f"parameter {p.name!r} has an annotation msgspec cannot use: {exc}") from None
         tensor = any(isinstance(m, AsTensor) or m is AsTensor for m in metadata)
         checks = tuple(m for m in metadata if isinstance(m, Check))
-        params.append(Param(p.name, p.annotation, p.default, description, tensor, checks))
+        if has_floats(p.annotation):  # the float32 floor of every number (see _bounds.py)
+            checks = (REPRESENTABLE, *checks)
+        params.append(Param(p.name, bounded(p.annotation), p.default, description, tensor, checks))
     if not seen_reduction:
         raise broken('needs a keyword-only parameter reduction: Reduction = "mean"')
     names = {p.name for p in params}

@@ -10,20 +10,34 @@ encodes back unchanged, and is still an instance of the loss's config class.
 from __future__ import annotations
 
 import functools
+import reprlib
 import typing
 from typing import Annotated, Any, Union
 
 import msgspec
 
-from lossfn.registry import Feature, LossSpec, camel_case, generation, register_deriver, registered
+from lossfn.registry import (
+    LIMITS,
+    REPRESENTABLE,
+    Check,
+    Feature,
+    LossSpec,
+    camel_case,
+    generation,
+    register_deriver,
+    registered,
+)
+from lossfn.registry._bounds import bounded
 
 __all__ = ["WEIGHT", "alias_configs", "config_class", "config_type", "json_schema", "python_type", "spec_of"]
 
-#: The field every config has: the loss's weight in a multi-output total.
-WEIGHT = Annotated[
-    float,
-    msgspec.Meta(ge=0.0, description="weight of this loss in a multi-output total (not applied inside the loss)"),
-]
+#: The field every config has: the loss's weight in a multi-output total (with lossfn's limits).
+WEIGHT = bounded(
+    Annotated[
+        float,
+        msgspec.Meta(ge=0.0, description="weight of this loss in a multi-output total (not applied inside the loss)"),
+    ]
+)
 
 #: How a whole-value check names its field inside msgspec's message (see field_path).
 FIELD_MARK = "[field {}]"
@@ -32,11 +46,14 @@ _STRUCT_OPTIONS = dict(kw_only=True, frozen=True, forbid_unknown_fields=True, ta
 MODULE = "lossfn.schemas"
 
 
+def _checked_fields(spec: LossSpec) -> list[tuple[str, tuple[Check, ...]]]:
+    """``(field, checks)`` of every config field with ``Check`` markers, ``weight`` included."""
+    return [(p.name, p.checks) for p in spec.params if p.checks] + [("weight", (REPRESENTABLE,))]
+
+
 def _post_init(spec: LossSpec):
-    """``__post_init__`` running the ``Check`` markers of the signature (if any)."""
-    checked = [(p.name, p.checks) for p in spec.params if p.checks]
-    if not checked:
-        return None
+    """``__post_init__`` running the ``Check`` markers of the signature."""
+    checked = _checked_fields(spec)
 
     def __post_init__(self: msgspec.Struct) -> None:
         for name, checks in checked:
@@ -47,7 +64,9 @@ def _post_init(spec: LossSpec):
                 if not check.predicate(value, *(getattr(self, other) for other in check.uses)):
                     # msgspec turns this into a ValidationError with the struct's path;
                     # field_path() moves the field into that path
-                    raise ValueError(f"Expected {check.expected}, got {value!r} {FIELD_MARK.format(name)}")
+                    raise ValueError(
+                        f"Expected {check.expected}, got {reprlib.repr(value)} {FIELD_MARK.format(name)}"
+                    )
 
     return __post_init__
 
@@ -64,9 +83,7 @@ def config_class(spec: LossSpec) -> type[msgspec.Struct]:
     fields = [(p.name, p.annotation, p.default) for p in spec.params]
     fields.append(("weight", WEIGHT, 1.0))
     namespace: dict[str, Any] = {}
-    post_init = _post_init(spec)
-    if post_init is not None:
-        namespace["__post_init__"] = post_init
+    namespace["__post_init__"] = _post_init(spec)
     cls = msgspec.defstruct(
         f"{spec.class_name}Config",
         fields,
@@ -98,11 +115,16 @@ register_deriver("alias_configs", _alias_configs)
 
 def spec_of(config: msgspec.Struct) -> LossSpec:
     """The spec of a config instance (through its ``type`` tag, alias or name)."""
+    return spec_of_class(type(config))
+
+
+def spec_of_class(cls: type) -> LossSpec:
+    """The spec of a config class (through its ``type`` tag, alias or name)."""
     from lossfn.registry import get_loss
 
-    tag = type(config).__struct_config__.tag
+    tag = getattr(cls.__struct_config__, "tag", None) if hasattr(cls, "__struct_config__") else None
     if tag is None:
-        raise TypeError(f"{type(config).__name__} is not a lossfn config")
+        raise TypeError(f"{cls.__name__} is not a lossfn config")
     return get_loss(tag)
 
 
@@ -136,9 +158,57 @@ def json_schema(feature: Feature | str | None = None) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=64)
 def _schema(feature: Feature | None, _generation: int) -> dict[str, Any]:
-    schema = msgspec.json.schema(config_type(feature))
+    union = config_type(feature)
+    schema = msgspec.json.schema(union)
+    inexpressible = _add_checks(schema.get("$defs", {}), union)
     title = "lossfn loss config" + (f" ({feature.value} features)" if feature else "")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+    description = f"The config of a lossfn loss, tagged by `type`. Limits: {LIMITS}."
+    if inexpressible:
+        description += (
+            " Checked by lossfn but not expressible in JSON Schema: " + "; ".join(inexpressible) + "."
+        )
+    description += f" {INTEGRAL_FLOATS}"
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        "description": description,
+        **schema,
+    }
+
+
+#: The one place the schema is looser than the decoder by the nature of JSON Schema.
+INTEGRAL_FLOATS = (
+    "An integer field written with a fraction (5.0) is an integer to JSON Schema but is refused by lossfn."
+)
+
+
+def inexpressible_checks(feature: Feature | str | None = None) -> list[str]:
+    """The ``Check`` constraints that the JSON Schema cannot state, as ``"loss.field: what"``."""
+    feature = None if feature is None else Feature.parse(feature)
+    return _add_checks({}, config_type(feature))
+
+
+def _add_checks(defs: dict[str, Any], union: Any) -> list[str]:
+    """Put each config's ``Check`` constraints into its schema in ``defs``; return those it cannot state."""
+    missing: list[str] = []
+    for cls in union_members(union):
+        spec = spec_of_class(cls)
+        schema = defs.get(cls.__name__)
+        for field, checks in _checked_fields(spec):
+            for check in checks:
+                fragment = check.json_schema(field)
+                if fragment is None:
+                    if cls is spec.config:
+                        missing.append(f"{spec.name}.{field}: {check.expected}")
+                    continue
+                if not fragment or schema is None:
+                    continue
+                if check.uses:  # spans several fields: a constraint on the whole config
+                    schema.setdefault("allOf", []).append(fragment)
+                else:
+                    properties = schema["properties"]
+                    properties[field] = {"allOf": [properties[field], fragment]}
+    return missing
 
 
 _SCALARS = {
