@@ -16,8 +16,18 @@ from collections.abc import Sequence
 import msgspec
 
 import lossfn
-from lossfn.registry import Feature, LossSpec, UnknownLossError, get_loss, losses_for, registered
-from lossfn.schemas import LossConfigError, encode_config, json_schema, load_config, python_type
+from lossfn.registry import LIMITS, TINY_EXPECTED, Feature, LossSpec, UnknownLossError, get_loss, losses_for, registered
+from lossfn.registry._bounds import is_limit
+from lossfn.schemas import (
+    LossConfigError,
+    config_problems,
+    document_configs,
+    encode_config,
+    json_schema,
+    python_type,
+    read_document,
+)
+from lossfn.schemas._io import clean
 
 __all__ = ["loss_page", "loss_table", "main"]
 
@@ -28,7 +38,12 @@ class CommandError(Exception):
 
 def _constraint(param_meta: Sequence[msgspec.Meta]) -> str:
     symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    parts = [f"{symbols[k]} {getattr(m, k)}" for m in param_meta for k in symbols if getattr(m, k) is not None]
+    parts = [
+        f"{symbols[k]} {getattr(m, k)}"
+        for m in param_meta
+        for k in symbols
+        if getattr(m, k) is not None and not is_limit(k, getattr(m, k))  # lossfn's limits: said once, below
+    ]
     return ", ".join(parts)
 
 
@@ -88,12 +103,14 @@ def loss_page(name: str) -> str:
     lines += ["", "Parameters:"]
     for p in spec.params:
         bounds = _constraint(p.meta)
-        extra = [f"default {p.default!r}", *([bounds] if bounds else []), *(c.expected for c in p.checks)]
+        checks = [c.expected for c in p.checks if c.expected != TINY_EXPECTED]
+        extra = [f"default {p.default!r}", *([bounds] if bounds else []), *checks]
         lines.append(f"  {p.name} ({python_type(p.annotation)}; {'; '.join(extra)})")
         lines.append(f"      {p.description}")
     lines.append("  weight (float; default 1.0; >= 0.0)")
     lines.append("      weight of this loss in a multi-output total")
     lines.append("  reduction ('none' | 'mean' | 'sum'; default 'mean')")
+    lines.append(f"  Limits: {LIMITS}.")
     lines += ["", textwrap.indent(spec.doc, ""), "", "Example config:", ""]
     example = encode_config(spec.config(), format="dict")
     lines.append(json.dumps(example, indent=2))
@@ -113,7 +130,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _emit(text: str, output: str | None) -> int:
     """Write a generated document to ``output`` (saying so on stderr), or to stdout."""
     if output:
-        pathlib.Path(output).write_text(text)
+        try:
+            pathlib.Path(output).write_text(text)
+        except OSError as exc:
+            raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
         print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -125,20 +145,46 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return _emit(text, args.output)
 
 
+def file_problems(
+    path: str, *, feature: str | None = None, max_bytes: int | None = None
+) -> tuple[str, int, list[LossConfigError]]:
+    """What ``lossfn validate`` finds in one file: ``(what it holds, how many, every fault)``.
+
+    A file holds a loss config, a list of them (TOML: ``[[loss]]`` tables), or a
+    loss tree (``outputs:``, see :func:`lossfn.compose.from_config`).
+    """
+    from lossfn import compose
+
+    try:
+        data = read_document(path, max_bytes=max_bytes)
+        if compose.is_tree_document(data):
+            problems = compose.tree_problems(data)
+            outputs = data["outputs"]
+            return "loss tree", len(outputs) if isinstance(outputs, dict) else 0, problems
+        items = document_configs(data)
+    except LossConfigError as exc:
+        return "loss config", 0, [exc]
+    single = len(items) == 1 and items[0] is data
+    problems = []
+    for index, item in enumerate(items):
+        found = config_problems(item, feature=feature)
+        problems += found if single else [p.under(f"$[{index}]") for p in found]
+    return "loss config", len(items), problems
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.files:
-        try:
-            result = load_config(path, feature=args.feature)
-        except LossConfigError as exc:
+        what, count, problems = file_problems(path, feature=args.feature, max_bytes=args.max_bytes)
+        shown = clean(path, limit=300)
+        for problem in problems:
+            print(f"{shown}: {problem}", file=sys.stderr)
+        if problems:
             failures += 1
-            print(f"{path}: {exc}", file=sys.stderr)
-        except OSError as exc:
-            failures += 1
-            print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        elif what == "loss tree":
+            print(f"{shown}: ok (loss tree of {count} output{'s' if count != 1 else ''})")
         else:
-            count = len(result) if isinstance(result, list) else 1
-            print(f"{path}: ok ({count} loss config{'s' if count != 1 else ''})")
+            print(f"{shown}: ok ({count} loss config{'s' if count != 1 else ''})")
     return 1 if failures else 0
 
 
@@ -147,6 +193,16 @@ def _cmd_stubs(args: argparse.Namespace) -> int:
 
     text = render_stub()
     return _emit(text, args.output)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -172,6 +228,12 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("validate", help="validate config files (JSON, YAML, TOML)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--feature", choices=features, help="only accept losses of this feature type")
+    p.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        default=None,
+        help="largest file to read (default: $LOSSFN_MAX_CONFIG_BYTES, else 4 MiB)",
+    )
     p.set_defaults(run=_cmd_validate)
 
     p = commands.add_parser("stubs", help="the typed stub of lossfn.nn's generated classes (for IDEs)")
@@ -194,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (UnknownLossError, LossConfigError, CommandError) as exc:
-        print(f"lossfn: error: {exc}", file=sys.stderr)
+        print(f"lossfn: error: {clean(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `lossfn list | head`
         return 0

@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -54,7 +55,7 @@ from torch import Tensor
 from lossfn.functional import reduce_loss
 from lossfn.nn import DerivedLoss
 from lossfn.registry import LossSpec, check_reduction, get_loss, registered
-from lossfn.schemas import WEIGHT, LossConfigError, decode_config, spec_of
+from lossfn.schemas import WEIGHT, LossConfigError, config_problems, decode_config, read_document, spec_of
 
 __all__ = [
     "NAMESPACE",
@@ -64,9 +65,12 @@ __all__ = [
     "TermModule",
     "detach_labels",
     "from_config",
+    "is_tree_document",
+    "load_config",
     "masked",
     "term",
     "tree",
+    "tree_problems",
     "weighted_sum",
 ]
 
@@ -94,11 +98,6 @@ def _path(path: Iterable[Any], root: str = "$") -> str:
     return text
 
 
-def _at(message: str, prefix: str) -> str:
-    """Move a config error's JSON path under ``prefix``: ``$.delta`` -> ``$.outputs.price.delta``."""
-    if "`$" in message:
-        return message.replace("`$", f"`{prefix}", 1)
-    return f"{message} - at `{prefix}`"
 
 
 def _flatten(tree: PyTree) -> tuple[list[Any], optree.PyTreeSpec]:
@@ -362,7 +361,7 @@ class LossTree:
             try:
                 terms.append(term(leaf))
             except LossConfigError as exc:
-                raise LossConfigError(_at(str(exc), where)) from None
+                raise exc.under(where) from None
             except TypeError as exc:
                 raise TypeError(f"loss tree at {where}: {exc}") from None
         self._terms: tuple[Term, ...] = tuple(terms)
@@ -438,6 +437,8 @@ def from_config(data: Mapping[str, Any]) -> LossTree:
 
     Each output's loss config is decoded through the tagged union of all loss
     configs (:func:`lossfn.decode_config`), its ``weight`` is the output's weight.
+    An output's name must be able to name a child of :class:`LossTreeModule`: not
+    empty, no ``"."``, and not an attribute of a module (``"forward"``, ``"training"``).
 
     Args:
         data: the parsed document (from JSON, YAML or TOML).
@@ -445,28 +446,65 @@ def from_config(data: Mapping[str, Any]) -> LossTree:
     Raises:
         LossConfigError: with the JSON path of the fault, ``$.outputs.price.delta``.
     """
+    problems = tree_problems(data, first_only=True)
+    if problems:
+        raise problems[0]
+    return LossTree({name: term(decode_config(config)) for name, config in data["outputs"].items()})
+
+
+def is_tree_document(data: Any) -> bool:
+    """Whether a parsed document is a loss tree (``{"outputs": ...}``) rather than a loss config."""
+    return isinstance(data, Mapping) and "outputs" in data and "type" not in data
+
+
+def tree_problems(data: Any, *, first_only: bool = False) -> list[LossConfigError]:
+    """Every fault of a loss-tree document (``[]``: valid), each with its JSON path."""
+    problems: list[LossConfigError] = []
     if not isinstance(data, Mapping):
-        raise LossConfigError(f"Expected `object`, got `{type(data).__name__}` - at `$`")
+        return [LossConfigError(f"Expected a loss tree (an object with `outputs`), got `{type(data).__name__}`", "$")]
     for key in data:
         if key != "outputs":
-            raise LossConfigError(f"Object contains unknown field `{key}` - at `$`")
+            problems.append(LossConfigError(f"Object contains unknown field `{key}` (a loss tree has only `outputs`)", "$"))
     if "outputs" not in data:
-        raise LossConfigError("Object missing required field `outputs` - at `$`")
+        return problems + [LossConfigError("Object missing required field `outputs`", "$")]
     outputs = data["outputs"]
     if not isinstance(outputs, Mapping):
-        raise LossConfigError(f"Expected `object`, got `{type(outputs).__name__}` - at `$.outputs`")
+        return problems + [LossConfigError(f"Expected `object`, got `{type(outputs).__name__}`", "$.outputs")]
     if not outputs:
-        raise LossConfigError("Expected at least one output - at `$.outputs`")
-    terms = {}
+        return problems + [LossConfigError("Expected at least one output", "$.outputs")]
     for name, config in outputs.items():
         where = _path((name,), "$.outputs")
-        if not isinstance(name, str):
-            raise LossConfigError(f"Expected output names to be `str`, got `{type(name).__name__}` - at `{where}`")
-        try:
-            terms[name] = term(decode_config(config))
-        except LossConfigError as exc:
-            raise LossConfigError(_at(str(exc), where)) from None
-    return LossTree(terms)
+        why = _bad_output_name(name)
+        problems += [LossConfigError(why, where)] if why else [p.under(where) for p in config_problems(config)]
+        if first_only and problems:
+            break
+    return problems
+
+
+#: Names a child of LossTreeModule cannot take: the attributes of the module itself.
+_MODULE_NAMES = frozenset(dir(torch.nn.Module())) | frozenset(dir(torch.nn.ModuleDict)) | {"_treespec", "_names"}
+
+
+def _bad_output_name(name: Any) -> str | None:
+    """Why ``name`` cannot name an output (a child of the tree's module), or None."""
+    if not isinstance(name, str):
+        return f"Expected output names to be `str`, got `{type(name).__name__}`"
+    if not name:
+        return "An output name may not be empty"
+    if "." in name:
+        return f"An output name may not contain '.' ({name!r}: it names a submodule path)"
+    if name in _MODULE_NAMES:
+        return f"An output may not be named {name!r}: the loss tree's module has an attribute of that name"
+    return None
+
+
+def load_config(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> LossTree:
+    """A loss tree from a ``.json``, ``.yaml``/``.yml`` or ``.toml`` file (see :func:`from_config`).
+
+    The file is read as :func:`lossfn.load_config` reads loss configs: a regular file
+    of at most ``max_bytes`` (``$LOSSFN_MAX_CONFIG_BYTES``, 4 MiB by default).
+    """
+    return from_config(read_document(path, max_bytes=max_bytes))
 
 
 # -- the module form ------------------------------------------------------------

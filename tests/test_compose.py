@@ -337,7 +337,7 @@ def test_an_error_inside_a_leaf_names_the_leaf(batch):
         ({"price": None}, TypeError, r"no loss at \$\.price"),
         ({"price": 3}, TypeError, r"loss tree at \$\.price: .*got int"),
         ({"a": {"b": {"type": "huber", "delta": -1.0}}}, lossfn.LossConfigError, r"> 0\.0 - at `\$\.a\.b\.delta`"),
-        ({"a": [{"type": "huber", "delt": 1.0}]}, lossfn.LossConfigError, r"unknown field `delt` - at `\$\.a\[0\]`"),
+        ({"a": [{"type": "huber", "delt": 1.0}]}, lossfn.LossConfigError, r"unknown field `delt`; did you mean .delta.\? - at `\$\.a\[0\]`"),
         ({"a": "hubr"}, lossfn.UnknownLossError, "did you mean 'huber'"),
     ],
 )

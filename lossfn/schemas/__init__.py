@@ -16,10 +16,16 @@ from ._derive import json_schema
 from ._derive import python_type
 from ._derive import spec_of
 from ._io import LossConfigError
+from ._io import config_problems
 from ._io import decode_config
+from ._io import document_configs
 from ._io import encode_config
 from ._io import field_path
 from ._io import load_config
+from ._io import max_config_bytes
+from ._io import parse_document
+from ._io import read_document
+from ._derive import inexpressible_checks
 
 __all__ = [
     "LossConfig",
@@ -27,13 +33,19 @@ __all__ = [
     "WEIGHT",
     "alias_configs",
     "config_class",
+    "config_problems",
     "config_type",
     "decode_config",
+    "document_configs",
     "encode_config",
     "field_path",
+    "inexpressible_checks",
     "json_schema",
     "load_config",
+    "max_config_bytes",
+    "parse_document",
     "python_type",
+    "read_document",
     "spec_of",
 ]
 
