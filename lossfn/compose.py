@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import operator
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -93,6 +94,8 @@ def _path(path: Iterable[Any], root: str = "$") -> str:
             text += f".{entry}"
         elif isinstance(entry, int):
             text += f"[{entry}]"
+        elif isinstance(entry, str):  # quoted as the config parser quotes keys: $.outputs["a.b"]
+            text += f"[{json.dumps(entry)}]"
         else:
             text += f"[{entry!r}]"
     return text

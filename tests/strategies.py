@@ -6,9 +6,9 @@ from lossfn.registry._bounds import FLOAT_MAX, FLOAT_TINY
 
 
 def hyperparameter_floats(low: float, high: float, **kwargs) -> st.SearchStrategy[float]:
-    """Floats in [low, high] that a hyperparameter may take: 0 or at least 1e-30 in magnitude.
+    """Floats in [low, high] that a hyperparameter may take: 0 or at least 1e-15 in magnitude.
 
-    (A float of magnitude below 1e-30 is refused by every loss: float32 rounds it to 0;
+    (A float of magnitude below 1e-15 is refused by every loss: float32 rounds it to 0;
     see ``lossfn/registry/_bounds.py``.) The open upper end of a bound is kept finite.
     """
     high = min(high, FLOAT_MAX)

@@ -286,7 +286,7 @@ def test_any_module_or_function_is_a_leaf(generator):
 
 
 def test_module_rejects_an_output_name_that_cannot_name_a_submodule():
-    with pytest.raises(ValueError, match=r"\$\['a\.b'\].*cannot name a submodule"):
+    with pytest.raises(ValueError, match=r'\$\["a\.b"\].*cannot name a submodule'):
         compose.tree({"a.b": "mean_squared_error"}).module()
 
 

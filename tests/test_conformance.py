@@ -247,7 +247,7 @@ def _violations(name: str):
         for bound, step in (("gt", 0), ("ge", -1), ("lt", 0), ("le", 1)):
             value = getattr(info, bound)
             if value is not None:
-                # the next float beyond a bound (1e30 + 1 is 1e30 in floating point)
+                # the next float beyond a bound (1e15 + 0.1 is 1e15 in floating point)
                 yield param.name, math.nextafter(value, step * math.inf) if is_float and step else value + step
 
 

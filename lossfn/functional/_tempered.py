@@ -54,7 +54,9 @@ T1 = Annotated[
     float, Meta(gt=0.0, le=1.0, description="temperature of the tempered log (t1 < 1: bounded loss)")
 ]
 T2 = Annotated[
-    float, Meta(gt=0.0, description="temperature of the tempered exp (t2 > 1: heavy tail, t2 < 1: finite support)")
+    float,
+    # float32 overflows in the tempered exp from t2 of about 100 on; 10 keeps a wide margin
+    Meta(gt=0.0, le=10.0, description="temperature of the tempered exp (t2 > 1: heavy tail, t2 < 1: finite support)"),
 ]
 LabelSmoothing = Annotated[
     float, Meta(ge=0.0, lt=1.0, description="mass a moved off the true class: 1 - a on it, a / (C - 1) on each other")

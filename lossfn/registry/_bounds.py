@@ -7,12 +7,13 @@ Meta(...)]`` annotations, the registry gives every number of every hyperparamete
 function's check, the config, the JSON Schema, the module and ``lossfn show``
 all read the same annotation:
 
-- a float is finite and at most :data:`FLOAT_MAX` (``1e30``) in magnitude: float32
-  holds up to 3.4e38, and the headroom keeps a product with a loss value, or a sum
-  over a batch, finite (``inf`` and ``nan`` fail every bound);
-- a float is 0 or at least :data:`FLOAT_TINY` (``1e-30``) in magnitude: below
-  float32's smallest normal number (1.2e-38) a weight rounds to 0 and a loss built
-  on it is exactly 0 with a zero gradient, with no error anywhere;
+- a float is finite and at most :data:`FLOAT_MAX` (``1e15``) in magnitude, and 0 or
+  at least :data:`FLOAT_TINY` (``1e-15``): fifteen orders of magnitude either side
+  of 1, so that a product of two hyperparameters (a class weight times a confidence
+  penalty) and a loss value of up to 1e6 stays inside float32's normal range
+  (1.2e-38 to 3.4e38). Beyond it a module overflows to ``inf`` or ``nan``, or a
+  weight rounds to 0 and the loss is exactly 0 with a zero gradient, with no error
+  anywhere (``inf`` and ``nan`` fail every bound);
 - an integer lies in int32's range, ``[-2**31, 2**31 - 1]`` (:data:`INT_MIN`,
   :data:`INT_MAX`), unless the loss bounds it tighter (``num_iters <= 1000``): an
   index beyond it names no class, and a count beyond it is a hang.
@@ -40,8 +41,8 @@ __all__ = [
     "representable",
 ]
 
-FLOAT_MAX = 1e30
-FLOAT_TINY = 1e-30
+FLOAT_MAX = 1e15
+FLOAT_TINY = 1e-15
 INT_MIN = -(2**31)
 INT_MAX = 2**31 - 1
 
@@ -107,7 +108,7 @@ def bounded(annotation: Any) -> Any:
 
     >>> from typing import Annotated
     >>> bounded(Annotated[float, msgspec.Meta(gt=0.0)]).__metadata__[0].le
-    1e+30
+    1000000000000000.0
     """
     origin = typing.get_origin(annotation)
     if origin is Annotated:

@@ -64,8 +64,15 @@ def _scalar_info(param: Param) -> tuple[Any, bool] | None:
     return (info, optional) if isinstance(info, scalar) else None
 
 
+def _number(value: Any) -> str:
+    """``0.5``, ``-100``, ``1e+15`` (not ``1000000000000000.0``)."""
+    return f"{value:g}" if isinstance(value, float) and abs(value) >= 1e6 else str(value)
+
+
 def _bounds_text(info: Any) -> str:
-    return " and ".join(f"{symbol} {getattr(info, key)}" for key, symbol in _SYMBOLS if getattr(info, key) is not None)
+    return " and ".join(
+        f"{symbol} {_number(getattr(info, key))}" for key, symbol in _SYMBOLS if getattr(info, key) is not None
+    )
 
 
 def _scalar_checker(loss: str, param: Param, info: Any, optional: bool) -> Checker:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import os
 import pathlib
 import re
@@ -58,6 +59,8 @@ MAX_BYTES_ENV = "LOSSFN_MAX_CONFIG_BYTES"
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 #: How deep a config document may nest (a loss tree with a similarity matrix is 5 deep).
 MAX_DEPTH = 64
+#: The most values a config built in Python may hold (a parsed one: as many as its characters).
+MAX_VALUES = 10_000_000
 #: Longest run of non-blank characters an error message echoes (longer ones are shortened).
 ECHO = 80
 
@@ -76,18 +79,18 @@ def max_config_bytes() -> int:
 
 # -- messages --------------------------------------------------------------------------
 
-_LONG = re.compile(r"\S{%d,}" % (ECHO + 1))
 _AT = re.compile(r"^(.*) - at `(\$[^`]*)`$", re.S)
 
 
-def _shorten(match: re.Match[str]) -> str:
+def _shorten(match: re.Match[str], echo: int = ECHO) -> str:
     text = match.group(0)
-    return f"{text[: ECHO // 2]}…{text[-ECHO // 4 :]} ({len(text)} characters)"
+    return f"{text[: echo // 2]}…{text[-echo // 4 :]} ({len(text)} characters)"
 
 
-def clean(text: str, limit: int = 2000) -> str:
+def clean(text: str, limit: int = 2000, echo: int = ECHO) -> str:
     """``text`` on one line: long runs shortened, control characters and newlines escaped."""
-    text = _LONG.sub(_shorten, text)
+    if len(text) > echo:
+        text = re.sub(r"\S{%d,}" % (echo + 1), lambda m: _shorten(m, echo), text)
     if len(text) > limit:  # keep the end: it holds the path
         text = f"{text[: limit // 2]} … {text[-limit // 4 :]}"
     if not text.isprintable():
@@ -108,7 +111,8 @@ class LossConfigError(msgspec.ValidationError):
         else:
             text = message
         self.text = clean(text)
-        self.path = None if path is None else clean(path, limit=500)
+        # a path 64 levels deep is long but must stay whole; a 10 MB key in it must not
+        self.path = None if path is None else clean(path, limit=1000, echo=400)
         super().__init__(self.text if self.path is None else f"{self.text} - at `{self.path}`")
 
     def under(self, prefix: str) -> LossConfigError:
@@ -218,7 +222,9 @@ def parse_document(raw: bytes | str, kind: str) -> Any:
         else:
             raise ValueError(f"unknown config format {kind!r} (use 'json', 'yaml' or 'toml')")
     except RecursionError:
-        raise LossConfigError(f"Malformed {kind.upper()}: nested too deeply (at most {MAX_DEPTH} levels)", "$") from None
+        raise LossConfigError(
+            f"Malformed {kind.upper()}: nested too deeply for the parser (lossfn reads at most {MAX_DEPTH} levels)", "$"
+        ) from None
     except (json.JSONDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise LossConfigError(f"Malformed {kind.upper()}: {_one_line(exc)}", "$") from None
     except ValueError as exc:  # Python's limit on the digits of an integer, say
@@ -230,14 +236,17 @@ def plain(data: Any, *, max_values: int | None = None) -> Any:
     """A plain copy of a parsed document (dicts and lists), checked for size, depth and repeated keys.
 
     YAML aliases share one object many times; the copy counts every use, so a
-    small file cannot expand into gigabytes: at most ``max_values`` values.
+    small file cannot expand into gigabytes: at most ``max_values`` values (a
+    parsed document: as many as it has characters; a mapping built in Python:
+    :data:`MAX_VALUES`).
     """
-    budget = [max_values if max_values is not None else max_config_bytes()]
+    limit = MAX_VALUES if max_values is None else max_values
+    budget = [limit]
 
     def copy(value: Any, path: str, depth: int) -> Any:
         budget[0] -= 1
         if budget[0] < 0:
-            raise LossConfigError(f"Document too large: more than {max_values} values once YAML aliases are expanded", "$")
+            raise LossConfigError(f"Document too large: more than {limit} values once YAML aliases are expanded", "$")
         if isinstance(value, str):
             _check_text(value, path)
             return value
@@ -343,8 +352,15 @@ def _at_path(data: Any, path: str) -> Any:
 
 def _explain(error: msgspec.ValidationError, union: Any, feature: Feature | None, data: Any) -> LossConfigError:
     """msgspec's error as a `LossConfigError`: the path always, the choices for an unknown name."""
-    match = _AT.match(field_path(str(error)))
-    text, path = match.groups() if match else (str(error), "$")
+    message = field_path(str(error))
+    key = re.fullmatch(r"(.*) - at `key` in `(\$[^`]*)`", message, re.S)  # msgspec's form for a bad key
+    if key:
+        return LossConfigError(f"{key.group(1)} keys (a mapping's keys are names)", key.group(2))
+    match = _AT.match(message)
+    text, path = match.groups() if match else (message, "$")
+    value = _at_path(data, path)
+    if isinstance(value, float) and not math.isfinite(value):  # msgspec names the bound, not the value
+        text += f", got {value}"
     tags = _classes(union)
     unknown_tag = re.fullmatch(r"Invalid value '(.*)'", text, re.S)
     if unknown_tag and path.endswith("type"):

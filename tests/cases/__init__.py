@@ -72,6 +72,9 @@ class Case:
         twins: the ``torch.nn.functional`` calls the loss equals (see :class:`Twin`).
         kind: the model output the loss consumes, as Ludwig's ``get_loss_inputs()``
             says (``"logits"``; ``"anomaly_score"`` for the anomaly losses).
+        classes: ``classes(C)`` is a ``make`` for ``C`` classes, for a loss with a
+            per-class hyperparameter (``class_weights``): a config with ``C`` weights
+            runs on inputs with ``C`` classes (``tests/test_config_robustness.py``).
         skip: ``{check: reason}`` for generic checks that do not apply to this
             loss (e.g. ``"reduction_consistency"`` for a loss whose mean is not a
             mean of per-example values). The reason is shown in the test report.
@@ -89,6 +92,7 @@ class Case:
     skip: Mapping[str, str] = dataclasses.field(default_factory=dict)
     twins: tuple[Twin, ...] = ()
     kind: str = "logits"
+    classes: Callable[[int], Callable[[int, torch.dtype, torch.Generator], Inputs]] | None = None
 
 
 def class_logits(num_classes: int) -> Callable[[int, torch.dtype, torch.Generator], Inputs]:

@@ -10,10 +10,18 @@ import torch.nn.functional as F
 from . import Case, Twin, class_logits, elementwise, regression
 
 
-def _multi_hot(batch: int, dtype: torch.dtype, generator: torch.Generator):
-    logits = torch.randn(batch, 4, generator=generator).to(dtype)
-    labels = torch.randint(0, 2, (batch, 4), generator=generator)
-    return logits, labels
+def multi_hot(num_classes: int):
+    """``[B, C]`` logits and ``[B, C]`` 0/1 labels (a set output)."""
+
+    def make(batch: int, dtype: torch.dtype, generator: torch.Generator):
+        logits = torch.randn(batch, num_classes, generator=generator).to(dtype)
+        labels = torch.randint(0, 2, (batch, num_classes), generator=generator)
+        return logits, labels
+
+    return make
+
+
+_multi_hot = multi_hot(4)
 
 
 def _sigmoid_reference(logits, labels, *, reduction="mean", class_weights=None):
@@ -223,6 +231,7 @@ CASES = [
             logits, labels, ignore_index, **params
         ),
         twins=SOFTMAX_TWINS,
+        classes=class_logits,
     ),
     Case(
         "sigmoid_cross_entropy",
@@ -231,6 +240,7 @@ CASES = [
         reference=_sigmoid_reference,
         none_shape=elementwise,
         twins=SIGMOID_TWINS,
+        classes=multi_hot,
     ),
 ]
 

@@ -101,6 +101,16 @@ def _tokens(batch, dtype, generator):
     return logits.to(dtype), labels
 
 
+def tokens(vocabulary: int):
+    """``[B, T, V]`` logits and ``[B, T]`` tokens of a vocabulary of ``V`` (no padding)."""
+
+    def make(batch, dtype, generator):
+        logits = 2 * torch.randn(batch, STEPS, vocabulary, generator=generator)
+        return logits.to(dtype), torch.randint(0, vocabulary, (batch, STEPS), generator=generator)
+
+    return make
+
+
 def _token_mask(labels, padding_index, unique):
     """1 where a token counts: not padding and, with ``unique``, its first occurrence (a Python loop)."""
     mask = torch.ones(labels.shape, dtype=torch.bool)
@@ -306,6 +316,7 @@ CASES = [
         none_shape=lambda logits, labels: tuple(labels.shape),
         mean_weights=_token_weights(shift=False),
         twins=_sequence_twins(shift=False),
+        classes=tokens,
     ),
     Case(
         "next_token_softmax_cross_entropy",
@@ -326,6 +337,7 @@ CASES = [
         none_shape=lambda logits, labels: (labels.shape[0], labels.shape[1] - 1),
         mean_weights=_token_weights(shift=True),
         twins=_sequence_twins(shift=True),
+        classes=tokens,
     ),
     Case(
         "corn",
