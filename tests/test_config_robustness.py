@@ -21,7 +21,7 @@ from lossfn.schemas import LossConfigError, inexpressible_checks
 
 import config_fuzz as fuzz
 
-EXAMPLES = int(os.environ.get("LOSSFN_FUZZ_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("LOSSFN_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -144,6 +144,8 @@ def has_floats(annotation: Any) -> bool:
 
 def representable(value: Any) -> bool:
     """No float in ``value`` (a number, list or mapping of them) is nonzero and below :data:`FLOAT_TINY`."""
+    if type(value) is float:  # the common case, without the walk
+        return value == 0 or not abs(value) < FLOAT_TINY
     stack = [value]
     while stack:
         item = stack.pop()

@@ -53,13 +53,20 @@ def _checked_fields(spec: LossSpec) -> list[tuple[str, tuple[Check, ...]]]:
 
 def _post_init(spec: LossSpec):
     """``__post_init__`` running the ``Check`` markers of the signature."""
-    checked = _checked_fields(spec)
+    defaults = {**spec.defaults, "weight": 1.0}
+    # a field at its default passes its own checks (checked at registration); a check
+    # that reads other fields runs whatever the field's value
+    checked = [
+        (name, defaults[name], tuple(c for c in checks if not c.uses), tuple(c for c in checks if c.uses))
+        for name, checks in _checked_fields(spec)
+    ]
 
     def __post_init__(self: msgspec.Struct) -> None:
-        for name, checks in checked:
+        for name, default, own, across in checked:
             value = getattr(self, name)
             if value is None:
                 continue
+            checks = across if type(value) is type(default) and value == default else own + across
             for check in checks:
                 if not check.predicate(value, *(getattr(self, other) for other in check.uses)):
                     # msgspec turns this into a ValidationError with the struct's path;

@@ -358,6 +358,8 @@ def _explain(error: msgspec.ValidationError, union: Any, feature: Feature | None
         return LossConfigError(f"{key.group(1)} keys (a mapping's keys are names)", key.group(2))
     match = _AT.match(message)
     text, path = match.groups() if match else (message, "$")
+    # msgspec writes the limit 1e15 as 1000000000000000.0
+    text = re.sub(r"(?<=[<>] )(-?\d{7,}\.0)\b|(?<=[<>]= )(-?\d{7,}\.0)\b", lambda m: f"{float(m.group(0)):g}", text)
     value = _at_path(data, path)
     if isinstance(value, float) and not math.isfinite(value):  # msgspec names the bound, not the value
         text += f", got {value}"
@@ -376,7 +378,7 @@ def _explain(error: msgspec.ValidationError, union: Any, feature: Feature | None
         if cls is not None:
             return _unknown_field(unknown_field.group(1), cls, path)
     if text == "Object missing required field `type`":
-        text += " (the loss's name; give --feature to use that feature type's default loss)"
+        text += " (name the loss, or give a feature type to use its default loss)"
     return LossConfigError(text, path)
 
 
@@ -538,8 +540,13 @@ def encode_config(config: msgspec.Struct, *, format: str = "json") -> Any:
     """Encode a config: ``"json"`` (str), ``"yaml"`` (str), ``"toml"`` (str) or ``"dict"``.
 
     Every field is written (as Ludwig writes configs back), except ``None``
-    values in TOML, which has no null: decoding restores them as defaults.
+    values in TOML, which has no null: decoding restores them as defaults. The
+    config is validated first (one built in Python is not: ``HuberConfig(delta=inf)``
+    would be written as ``null``), so what is written decodes back to it.
     """
+    if not isinstance(config, msgspec.Struct):
+        raise TypeError(f"encode_config: expected a loss config, got {type(config).__name__}")
+    decode_config(config)
     if format == "dict":
         return msgspec.to_builtins(config)
     if format == "json":
