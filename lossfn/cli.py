@@ -164,11 +164,7 @@ def file_problems(
         items = document_configs(data)
     except LossConfigError as exc:
         return "loss config", 0, [exc]
-    single = len(items) == 1 and items[0] is data
-    problems = []
-    for index, item in enumerate(items):
-        found = config_problems(item, feature=feature)
-        problems += found if single else [p.under(f"$[{index}]") for p in found]
+    problems = [p.under(where) for where, item in items for p in config_problems(item, feature=feature)]
     return "loss config", len(items), problems
 
 

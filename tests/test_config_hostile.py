@@ -441,7 +441,7 @@ def test_a_utf8_byte_order_mark_is_accepted(capsys, tmp_path, name, text):
         ("blank.yaml", "  \n\n", "Empty YAML document: expected a loss config - at `$`"),
         ("list.json", "[]", "Expected at least one loss config, got an empty list - at `$`"),
         ("list.yaml", "[]\n", "Expected at least one loss config, got an empty list - at `$`"),
-        ("loss.toml", "loss = []\n", "Expected at least one loss config, got an empty list - at `$`"),
+        ("loss.toml", "loss = []\n", "Expected at least one loss config, got an empty list - at `$.loss`"),
     ],
 )
 def test_an_empty_document_is_an_error_not_zero_configs(capsys, tmp_path, name, text, message):

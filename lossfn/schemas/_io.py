@@ -499,19 +499,17 @@ def config_problems(data: Any, *, feature: Feature | str | None = None) -> list[
         return problems or [first]
 
 
-def document_configs(data: Any) -> list[Any]:
-    """The configs a parsed document holds: one, a list, or TOML's ``[[loss]]`` tables."""
+def document_configs(data: Any) -> list[tuple[str, Any]]:
+    """``[(JSON path, config), ...]`` of a parsed document: one config (``$``), a list
+    (``$[0]``, ...) or TOML's ``[[loss]]`` tables (``$.loss[0]``, ...)."""
+    root = "$"
     if isinstance(data, Mapping) and set(data) == {"loss"} and isinstance(data["loss"], list):
-        data = data["loss"]  # TOML's array of tables
+        data, root = data["loss"], "$.loss"  # TOML's array of tables
     if isinstance(data, list):
         if not data:
-            raise LossConfigError("Expected at least one loss config, got an empty list", "$")
-        return data
-    return [data]
-
-
-def _item_path(index: int | None) -> str:
-    return "$" if index is None else f"$[{index}]"
+            raise LossConfigError("Expected at least one loss config, got an empty list", root)
+        return [(f"{root}[{index}]", item) for index, item in enumerate(data)]
+    return [("$", data)]
 
 
 def load_config(
@@ -525,15 +523,14 @@ def load_config(
     """
     data = read_document(path, max_bytes=max_bytes)
     items = document_configs(data)
-    single = len(items) == 1 and items[0] is data
     union = config_type(_feature(feature))
     configs = []
-    for index, item in enumerate(items):
+    for where, item in items:
         try:
             configs.append(_convert(item, union, _feature(feature)))
         except LossConfigError as exc:
-            raise exc.under(_item_path(None if single else index)) from None
-    return configs[0] if single else configs
+            raise exc.under(where) from None
+    return configs[0] if items[0][0] == "$" else configs
 
 
 def encode_config(config: msgspec.Struct, *, format: str = "json") -> Any:
