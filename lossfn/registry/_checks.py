@@ -27,7 +27,8 @@ from typing import Any
 import msgspec
 import torch
 
-from ._spec import REDUCTIONS, LossContractError, Param, Signature
+from ._bounds import FLOAT_TINY, TINY_EXPECTED
+from ._spec import REDUCTIONS, REPRESENTABLE, Check, LossContractError, Param, Signature
 
 __all__ = ["check_reduction", "checked_function", "fail"]
 
@@ -111,6 +112,8 @@ def _scalar_checker(loss: str, param: Param, info: Any, optional: bool) -> Check
             or (le is not None and not value <= le)
         ):
             raise fail(loss, arg, expected, repr(value))
+        if value != 0 and abs(value) < FLOAT_TINY:  # the REPRESENTABLE check, inline (it is per call)
+            raise fail(loss, arg, TINY_EXPECTED, repr(value))
 
     return check
 
@@ -133,9 +136,11 @@ def _compound_checker(loss: str, param: Param) -> Checker:
     return check
 
 
-def _with_whole_value_checks(loss: str, param: Param, base: Checker, defaults: Mapping[str, Any]) -> Checker:
+def _with_whole_value_checks(
+    loss: str, param: Param, base: Checker, defaults: Mapping[str, Any], markers: tuple[Check, ...]
+) -> Checker:
     """``base``, then the ``Check`` markers on Python values (a tensor is never read)."""
-    if not param.checks:
+    if not markers:
         return base
     arg = param.name
 
@@ -143,7 +148,7 @@ def _with_whole_value_checks(loss: str, param: Param, base: Checker, defaults: M
         base(value, given)
         if value is None or isinstance(value, torch.Tensor) or torch.compiler.is_compiling():
             return
-        for marker in param.checks:
+        for marker in markers:
             others = [given.get(name, defaults[name]) for name in marker.uses]
             if any(isinstance(other, torch.Tensor) for other in others):
                 continue
@@ -160,7 +165,9 @@ def _with_whole_value_checks(loss: str, param: Param, base: Checker, defaults: M
 def _checker(loss: str, param: Param, defaults: Mapping[str, Any]) -> Checker:
     scalar = None if param.tensor else _scalar_info(param)
     base = _scalar_checker(loss, param, *scalar) if scalar else _compound_checker(loss, param)
-    return _with_whole_value_checks(loss, param, base, defaults)
+    # a scalar's checker tests the float32 floor itself
+    markers = tuple(c for c in param.checks if not (scalar and c is REPRESENTABLE))
+    return _with_whole_value_checks(loss, param, base, defaults, markers)
 
 
 def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) -> Callable[..., Any]:
