@@ -34,7 +34,7 @@ def _binary_cross_entropy(x: Tensor, y: Tensor, positive_weight: Tensor | float 
     return (1 - y) * x + neg_log_sigmoid
 
 
-@register_loss("sigmoid_cross_entropy", [Feature.SET])
+@register_loss("sigmoid_cross_entropy", [Feature.SET], validate=validate_unit_range("sigmoid_cross_entropy"))
 def sigmoid_cross_entropy(
     logits: Tensor,
     labels: Tensor,

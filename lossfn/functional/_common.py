@@ -35,6 +35,7 @@ __all__ = [
     "reduce_loss",
     "shape",
     "unbatched",
+    "probability_tolerance",
     "validate_class_range",
     "validate_unit_range",
 ]
@@ -208,14 +209,45 @@ def as_param(
 # -- validate= hooks: facts computed here, read by the module -------------------------
 
 
+def _probability_check(loss: str, labels: Tensor, dim: int) -> InputCheck:
+    """Class probabilities are >= 0 and sum to 1 over ``dim``, within :func:`probability_tolerance`."""
+    num_classes = labels.shape[dim]
+    tolerance = probability_tolerance(labels.dtype, num_classes)
+    facts = torch.stack([labels.amin(), (labels.sum(dim) - 1).abs().amax()])  # the hook skips an empty batch
+
+    def judge(values: list[float]) -> ValueError | None:
+        low, off = values
+        if 0 <= low and off <= tolerance:  # a NaN fails both
+            return None
+        return fail(
+            loss, "labels", f"class probabilities (>= 0, summing to 1 within {tolerance:g} over dimension {dim})",
+            f"a minimum of {low:g} and a sum off 1 by up to {off:g}",
+        )
+
+    return InputCheck(facts, judge)
+
+
+def probability_tolerance(dtype: torch.dtype, num_classes: int) -> float:
+    """How far from 1 a sum of ``num_classes`` probabilities of ``dtype`` may be: ``max(1e-3, C·eps)``."""
+    return max(1e-3, num_classes * torch.finfo(dtype).eps)
+
+
 def validate_class_range(
-    loss: str, *, ignored: str | None = None, class_dim: int = 1, what: str = "class indices"
+    loss: str,
+    *,
+    ignored: str | None = None,
+    class_dim: int = 1,
+    what: str = "class indices",
+    probabilities: bool = False,
 ) -> Callable[..., InputCheck | None]:
     """A ``validate=`` hook: integer labels lie in ``[0, C)``, ``C = logits.shape[class_dim]``.
 
     ``ignored`` names the hyperparameter whose value marks left-out labels
     (``ignore_index``, ``padding_index``): those may be anything. One example's
-    logits ``[C]`` have their classes on dimension 0.
+    logits ``[C]`` have their classes on dimension 0. With ``probabilities=True``
+    float labels of the logits' shape are class probabilities: they must be
+    non-negative and sum to 1 over the class dimension (within
+    :func:`probability_tolerance`); a NaN fails.
 
     The hook reads no values: it returns the labels' ``aminmax`` (an ignored label
     counted as class 0) as the facts of an ``InputCheck``, and the module reads them.
@@ -226,9 +258,14 @@ def validate_class_range(
     def validate(logits: Tensor, labels: Tensor, *_: Any, **params: Any) -> InputCheck | None:
         if not isinstance(logits, Tensor) or not isinstance(labels, Tensor) or logits.ndim == 0:
             return None
-        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.numel() == 0:
+        if labels.is_complex() or labels.dtype == torch.bool or labels.numel() == 0:
             return None
-        num_classes = logits.shape[class_dim if class_dim < 0 or logits.ndim >= 2 else 0]
+        dim = class_dim if class_dim < 0 or logits.ndim >= 2 else 0
+        if labels.is_floating_point():
+            if not probabilities or labels.shape != logits.shape:
+                return None  # the pure function says what is wrong
+            return _probability_check(loss, labels, dim)
+        num_classes = logits.shape[dim]
         left_out = params.get(ignored) if ignored is not None else None
         if isinstance(left_out, int) and not isinstance(left_out, bool):
             labels = torch.where(labels != left_out, labels, 0)  # class 0 is in range: it hides nothing

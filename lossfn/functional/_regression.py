@@ -126,11 +126,22 @@ def _sqrt(u: Tensor) -> Tensor:
     return torch.where(positive, safe.sqrt(), u * 0)
 
 
-def _root_mean(elementwise: Tensor, reduction: str, name: str) -> Tensor:
-    """``"mean"``: the root of the mean of the squares; ``"none"``/``"sum"``: elementwise roots."""
-    if reduction == "mean":
-        return _sqrt(reduce_loss(elementwise, "mean", name=name))
-    return reduce_loss(_sqrt(elementwise), reduction, name=name)
+def _root_mean(values: Tensor, reduction: str, name: str) -> Tensor:
+    """``"mean"``: the root of the mean of the squares of ``values``; ``"none"``/``"sum"``: ``|values|``.
+
+    The squares are taken of ``values / s`` with ``s = max |values|`` (held constant:
+    the root mean square is homogeneous, so value and gradient are unchanged), and the
+    root is multiplied by ``s``: errors of 1e30 give 1e30 in float32, not
+    ``sqrt(inf)``. The elementwise root of a square is ``|value|``, which never overflows.
+    """
+    if reduction != "mean":
+        return reduce_loss(values.abs(), reduction, name=name)
+    if values.numel() == 0:
+        return reduce_loss(values, "mean", name=name)  # 0, as every empty mean
+    scale = values.detach().abs().amax()
+    # a NaN or inf error, or all errors 0: no scaling (NaN stays NaN, inf stays inf)
+    scale = torch.where((scale > 0) & torch.isfinite(scale), scale, torch.ones_like(scale))
+    return scale * _sqrt(reduce_loss((values / scale).square(), "mean", name=name))
 
 
 @register_loss("mean_absolute_percentage_error", _REGRESSION)
@@ -205,7 +216,7 @@ def root_mean_squared_error(predictions: Tensor, labels: Tensor, *, reduction: R
     """
     name = "root_mean_squared_error"
     x, y = _pair(name, predictions, labels)
-    return _root_mean((x - y).square(), reduction, name).to(predictions.dtype)
+    return _root_mean(x - y, reduction, name).to(predictions.dtype)
 
 
 @register_loss("root_mean_squared_percentage_error", [Feature.NUMBER])
@@ -248,7 +259,7 @@ def root_mean_squared_percentage_error(
     x, y = _pair(name, predictions, labels)
     denominator = y + RMSPE_EPSILON * (y == 0).to(y.dtype)
     relative = (y - x) / denominator
-    return _root_mean(relative.square(), reduction, name).to(predictions.dtype)
+    return _root_mean(relative, reduction, name).to(predictions.dtype)
 
 
 @register_loss("huber", _REGRESSION)

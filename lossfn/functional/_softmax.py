@@ -121,11 +121,20 @@ def is_zero(value: Any) -> bool:
     return isinstance(value, (int, float)) and value == 0
 
 
+def plogq(p: Tensor, log_q: Tensor) -> Tensor:
+    """``p · log q``, with ``0 · log 0 = 0`` (a masked class, ``log q = -inf``, with ``p = 0``).
+
+    ``where`` picks 0 for ``log q`` where ``p`` is 0, so neither the value nor the
+    gradient meets ``0 · inf``; a NaN ``p`` stays NaN.
+    """
+    return p * torch.where(p != 0, log_q, torch.zeros_like(log_q))
+
+
 def normalized_entropy(log_p: Tensor, dim: int) -> Tensor:
-    """``H(p) / log C`` from log-probabilities (``0 · log 0`` is 0: ``p`` underflows to 0)."""
+    """``H(p) / log C`` from log-probabilities (``0 · log 0`` is 0: a masked class, or ``p`` underflowing)."""
     num_classes = log_p.shape[dim]
     max_entropy = math.log(num_classes) if num_classes > 1 else 1.0
-    return -(log_p.exp() * log_p).sum(dim) / max_entropy
+    return -plogq(log_p.exp(), log_p).sum(dim) / max_entropy
 
 
 def _fused(
@@ -243,7 +252,7 @@ def cross_entropy_terms(
         target = target * (1 - label_smoothing) + label_smoothing / num_classes
         if weights is not None:
             target = target * weights.view(class_dims)
-        loss = -(target * log_p).sum(1)
+        loss = -plogq(target, log_p).sum(1)  # no mass on a masked class: 0, not 0 · (-inf)
 
     scale = 1.0 if chosen is None else chosen
     loss = _robust_and_penalized(loss, log_p, scale, num_classes, robust_lambda, confidence_penalty)
@@ -274,7 +283,7 @@ def _robust_and_penalized(
     "softmax_cross_entropy",
     # category_distribution: the labels are class probabilities [B, C] (Ludwig uses it there too)
     [Feature.CATEGORY, Feature.CATEGORY_DISTRIBUTION, Feature.VECTOR, Feature.IMAGE],
-    validate=validate_class_range("softmax_cross_entropy", ignored="ignore_index"),
+    validate=validate_class_range("softmax_cross_entropy", ignored="ignore_index", probabilities=True),
 )
 def softmax_cross_entropy(
     logits: Tensor,
