@@ -348,7 +348,9 @@ def _train(run: Run, columns: list[Column], built: dict[bytes, torch.nn.Module],
             fit(model, run.x, labels, [built[_key(col.configs[c])] for c in data.CONDITIONS],
                 epochs=epochs, lr=LEARNING_RATE, on_epoch=progress.step)
             run.models[col.label] = model
-            for c, acc in zip(data.CONDITIONS, accuracy(model, run.x_test, run.y_test)):
+            # each loss decodes its outputs by its own rule (argmax; corn: the rank of its tasks)
+            rules = [lossfn.schemas.spec_of(col.configs[c]).prediction_rule for c in data.CONDITIONS]
+            for c, acc in zip(data.CONDITIONS, accuracy(model, run.x_test, run.y_test, rules)):
                 run.accuracy[col.label, c] = acc
     finally:
         progress.close()

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .model import Ensemble
 
-__all__ = ["accuracy", "fit", "per_copy_loss"]
+__all__ = ["Predict", "accuracy", "argmax", "fit", "per_copy_loss"]
 
 
 def per_copy_loss(loss: nn.Module, logits: Tensor, labels: Tensor) -> Tensor:
@@ -81,11 +81,32 @@ def fit(
     return last
 
 
+Predict = Callable[[Tensor], Tensor]
+"""A loss's prediction rule: logits ``[B, C]`` -> class indices ``[B]`` (``LossSpec.prediction_rule``)."""
+
+
+def argmax(logits: Tensor) -> Tensor:
+    """The default prediction rule: the class of the largest logit."""
+    return logits.argmax(dim=-1)
+
+
 @torch.no_grad()
-def accuracy(model: Ensemble, x: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of ``labels [S, M]`` that each copy predicts right ``[G, S]`` (points ``x [S, M, 2]``)."""
+def accuracy(
+    model: Ensemble, x: Tensor, labels: Tensor, predict: Predict | Sequence[Predict | None] | None = None
+) -> Tensor:
+    """Fraction of ``labels [S, M]`` that each copy predicts right ``[G, S]`` (points ``x [S, M, 2]``).
+
+    ``predict`` decodes the logits into classes the way the loss that trained the
+    copies does (``lossfn.get_loss(name).prediction_rule``: argmax for most losses,
+    the rank rule for ``corn``): one rule for every group, or one per group
+    (``None``: argmax).
+    """
     seeds, m = labels.shape
     groups = len(model.seeds) // seeds
     inputs = x.expand(groups, *x.shape).reshape(groups * seeds, m, x.shape[-1])
-    predicted = model(inputs).argmax(dim=-1).view(groups, seeds, m)
+    logits = model(inputs).view(groups, seeds * m, -1)
+    rules = list(predict) if isinstance(predict, Sequence) else [predict] * groups
+    if len(rules) != groups:
+        raise ValueError(f"{len(rules)} prediction rules for {groups} groups of copies")
+    predicted = torch.stack([(rule or argmax)(logits[g]) for g, rule in enumerate(rules)]).view(groups, seeds, m)
     return (predicted == labels).float().mean(dim=-1)

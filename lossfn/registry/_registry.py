@@ -68,6 +68,7 @@ def register_loss(
     aliases: Iterable[str] = (),
     validate: Callable[..., InputCheck | None] | None = None,
     kind: str = DEFAULT_KIND,
+    predict: Callable[[Any], Any] | None = None,
 ) -> Callable[[F], F]:
     """Register a pure loss function under ``name`` for the given feature types.
 
@@ -92,10 +93,19 @@ def register_loss(
             ops, and the module reads them (the pure function never calls it).
         kind: what model output the loss consumes, as Ludwig's
             ``get_loss_inputs()``: ``"logits"`` (the default) or ``"anomaly_score"``.
+        predict: optional ``predict(output) -> class indices``, the loss's prediction
+            rule (Ludwig's per-feature predictions): how the output of a model trained
+            with this loss is decoded into classes, e.g. by ``lossfn demo`` to score
+            accuracy. Stored as ``LossSpec.predict``. ``None`` (the default) means
+            argmax over the class dimension (1 of ``[B, C, *]``, 0 of ``[C]``) for a
+            loss that serves category features, and no rule for the others; the
+            effective rule is ``LossSpec.prediction_rule``. A loss whose output is
+            not one score per class gives its own (``corn``: the count of tasks whose
+            cumulative probability exceeds 0.5).
     """
 
     def decorate(fn: F) -> F:
-        spec = spec_for(name, fn, features, tuple(aliases), validate, kind)
+        spec = spec_for(name, fn, features, tuple(aliases), validate, kind, predict)
         _add(spec)
         return spec.fn  # type: ignore[return-value]
 
@@ -109,12 +119,16 @@ def spec_for(
     aliases: tuple[str, ...],
     validate: Callable[..., InputCheck | None] | None,
     kind: str = DEFAULT_KIND,
+    predict: Callable[[Any], Any] | None = None,
 ) -> LossSpec:
     """The spec of ``fn``: its signature read and checked, its checked wrapper built."""
     check_name("name", name)
     for alias in aliases:
         check_name("alias", alias)
     check_name("kind", kind)
+    if predict is not None and not callable(predict):
+        raise TypeError(f"loss {name!r}: predict must be a function output -> class indices, or None; "
+                        f"got {type(predict).__name__}")
     signature = read_signature(name, fn)
     return LossSpec(
         name=name,
@@ -127,6 +141,7 @@ def spec_for(
         kind=kind,
         validate=validate,
         unchecked=fn,
+        predict=predict,
     )
 
 

@@ -141,6 +141,15 @@ def _metadata(annotation: Any) -> tuple[Any, ...]:
     return ()
 
 
+def _argmax_classes(output: Any) -> Any:
+    """The default prediction rule of a category loss: argmax over the class dimension.
+
+    The class dimension is the one the losses take: dimension 1 of ``[B, C, *]``,
+    dimension 0 of one example's ``[C]``.
+    """
+    return output.argmax(dim=1 if output.ndim >= 2 else 0)
+
+
 def camel_case(name: str) -> str:
     """``softmax_cross_entropy`` -> ``SoftmaxCrossEntropy``."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
@@ -171,6 +180,9 @@ class LossSpec:
         kind: what model output it consumes (``"logits"``, ``"anomaly_score"``).
         validate: ``validate(*inputs, **params) -> InputCheck | None``, the value
             check (label ranges) that modules run, or None.
+        predict: ``predict(output) -> class indices``, the loss's prediction rule
+            (how a model trained with it is decoded), or None for the default:
+            see :attr:`prediction_rule`.
         unchecked: the function as written, without the hyperparameter check
             (modules call it: their values are validated when they are set).
     """
@@ -185,6 +197,7 @@ class LossSpec:
     kind: str = DEFAULT_KIND
     validate: Callable[..., InputCheck | None] | None = None
     unchecked: Callable[..., Any] | None = None
+    predict: Callable[[Any], Any] | None = None
     _derived: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
@@ -211,6 +224,21 @@ class LossSpec:
     def required_inputs(self) -> tuple[str, ...]:
         """The inputs without a default, in order."""
         return tuple(name for name in self.inputs if name not in self.optional_inputs)
+
+    @property
+    def prediction_rule(self) -> Callable[[Any], Any] | None:
+        """The effective prediction rule: ``output -> class indices``.
+
+        The rule registered with the loss (``register_loss(..., predict=fn)``);
+        without one, argmax over the class dimension (1 of ``[B, C, *]``, 0 of
+        ``[C]``) for a loss that serves category features, and None for the
+        others (a regression loss predicts its output itself: no class to decode).
+        """
+        if self.predict is not None:
+            return self.predict
+        if Feature.CATEGORY in self.features:
+            return _argmax_classes
+        return None
 
     @property
     def config(self) -> type:
