@@ -126,3 +126,54 @@ def test_a_masked_class_with_label_smoothing_is_inf_as_in_torch():
     ours = LF.softmax_cross_entropy(logits.detach(), labels, label_smoothing=0.1)
     theirs = torch.nn.functional.cross_entropy(logits.detach(), labels, label_smoothing=0.1)
     assert math.isinf(ours.item()) and math.isinf(theirs.item())
+
+
+# -- finite across the whole allowed range of every hyperparameter ------------------------
+
+from cases import all_cases  # noqa: E402
+
+CASES = all_cases()
+
+
+def _edges(name):
+    """(parameter, value) at each end of every scalar float hyperparameter's allowed range."""
+    import msgspec
+
+    for param in lossfn.get_loss(name).params:
+        if param.tensor or any(check.uses for check in param.checks):
+            continue
+        info = msgspec.inspect.type_info(param.annotation)
+        while isinstance(info, msgspec.inspect.Metadata):
+            info = info.type
+        if not isinstance(info, msgspec.inspect.FloatType):
+            continue
+        if info.ge is not None:
+            yield param.name, float(info.ge)
+        if info.gt is not None:
+            yield param.name, max(math.nextafter(float(info.gt), math.inf), lossfn.registry.FLOAT_TINY)
+        if info.le is not None:
+            yield param.name, float(info.le)
+        if info.lt is not None:
+            yield param.name, math.nextafter(float(info.lt), -math.inf)
+
+
+EDGES = [
+    pytest.param(name, field, value, id=f"{name}-{field}={value:g}")
+    for name in lossfn.registered()
+    if name in CASES
+    for field, value in _edges(name)
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name,field,value", EDGES)
+def test_finite_value_and_gradient_at_every_bound(name, field, value, dtype):
+    """``huber(delta=1e39)`` had a NaN gradient (inf · 0 in an unselected branch): at the
+    ends of what the signature allows, value and gradient stay finite."""
+    inputs = CASES[name].make(6, dtype, torch.Generator().manual_seed(0))
+    first = inputs[0].clone().requires_grad_()
+    for reduction in ("mean", "sum", "none"):
+        loss = lossfn.get_loss(name).fn(first, *inputs[1:], **{field: value}, reduction=reduction)
+        (gradient,) = torch.autograd.grad(loss.sum(), first)
+        assert torch.isfinite(loss).all(), (reduction, loss)
+        assert torch.isfinite(gradient).all(), (reduction, gradient)
