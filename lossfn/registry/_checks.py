@@ -19,6 +19,7 @@ does. It reads no tensor values, so it costs no host sync:
 from __future__ import annotations
 
 import functools
+import inspect
 import numbers
 import reprlib
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ import torch
 from ._bounds import FLOAT_TINY, TINY_EXPECTED
 from ._spec import REDUCTIONS, REPRESENTABLE, Check, LossContractError, Param, Signature
 
-__all__ = ["check_reduction", "checked_function", "fail"]
+__all__ = ["check_reduction", "checked_function", "fail", "float32_under_autocast"]
 
 Checker = Callable[[Any, Mapping[str, Any]], None]
 
@@ -170,6 +171,38 @@ def _checker(loss: str, param: Param, defaults: Mapping[str, Any]) -> Checker:
     return _with_whole_value_checks(loss, param, base, defaults, markers)
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_AUTOCAST_DEVICES = frozenset({"cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "maia", "ipu"})
+
+
+def float32_under_autocast(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` computed in float32 when autocast is on for its inputs' device, as torch's losses are.
+
+    Autocast lists ``cross_entropy``, ``mse_loss``, ``binary_cross_entropy_with_logits``
+    and the other losses among the ops it runs in float32: their half-precision
+    inputs are cast up and the loss comes back as float32. Every lossfn loss does
+    the same, so a loss and its torch twin agree in dtype under autocast, and no
+    loss is summed in bfloat16. Outside autocast nothing changes (a float16 input
+    gives a float16 loss, computed as the loss's docstring says).
+    """
+
+    @functools.wraps(fn)
+    def loss(*inputs: Any, **params: Any) -> Any:
+        first = inputs[0] if inputs else None
+        if isinstance(first, torch.Tensor):
+            device = first.device.type
+            # autocast knows a few device types (asking about "meta" raises)
+            if device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
+                cast = tuple(
+                    x.float() if isinstance(x, torch.Tensor) and x.dtype in _LOW_PRECISION else x for x in inputs
+                )
+                with torch.autocast(device, enabled=False):
+                    return fn(*cast, **params)
+        return fn(*inputs, **params)
+
+    return loss
+
+
 def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) -> Callable[..., Any]:
     """``fn`` behind a check of the hyperparameters a call passes (see the module docstring)."""
     defaults = {p.name: p.default for p in signature.params}
@@ -192,4 +225,5 @@ def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) ->
         return fn(*inputs, **hyperparameters)
 
     loss_function.__signature__ = signature.signature  # type: ignore[attr-defined]
+    loss_function.__wrapped__ = inspect.unwrap(fn)  # type: ignore[attr-defined]  # the function as written
     return loss_function

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ._checks import checked_function
+from ._checks import checked_function, float32_under_autocast
 from ._feature import DEFAULT_LOSS, Feature
 from ._spec import DEFAULT_KIND, InputCheck, LossSpec, camel_case, check_name, parse_features, read_signature
 
@@ -130,6 +130,7 @@ def spec_for(
         raise TypeError(f"loss {name!r}: predict must be a function output -> class indices, or None; "
                         f"got {type(predict).__name__}")
     signature = read_signature(name, fn)
+    fn = float32_under_autocast(fn)  # as torch's losses: float32 under autocast (see _checks.py)
     return LossSpec(
         name=name,
         fn=checked_function(name, fn, signature),

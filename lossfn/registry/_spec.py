@@ -183,8 +183,9 @@ class LossSpec:
         predict: ``predict(output) -> class indices``, the loss's prediction rule
             (how a model trained with it is decoded), or None for the default:
             see :attr:`prediction_rule`.
-        unchecked: the function as written, without the hyperparameter check
-            (modules call it: their values are validated when they are set).
+        unchecked: the function without the hyperparameter check (modules call it:
+            their values are validated when they are set); as ``fn``, it computes in
+            float32 under autocast (``inspect.unwrap`` gives the function as written).
     """
 
     name: str
