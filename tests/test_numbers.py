@@ -198,3 +198,13 @@ def test_autocast_gives_float32_as_torch_losses_do(name):
     torch.testing.assert_close(by_function, expected)
     torch.testing.assert_close(by_module, expected)
     assert spec.fn(*inputs).dtype == torch.bfloat16  # outside autocast, the inputs' dtype
+
+
+@pytest.mark.parametrize("name", [n for n in lossfn.registered() if n in CASES])
+@pytest.mark.parametrize("how", ["function", "module"])
+def test_a_model_output_that_is_not_a_tensor_is_a_named_error(name, how):
+    inputs = CASES[name].make(3, torch.float32, torch.Generator().manual_seed(0))
+    spec = lossfn.get_loss(name)
+    loss = spec.fn if how == "function" else spec.module()
+    with pytest.raises(ValueError, match=rf"^{name}: {spec.inputs[0]} must be"):
+        loss(inputs[0].tolist(), *inputs[1:])

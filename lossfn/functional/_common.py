@@ -98,8 +98,8 @@ def unbatched(logits: Tensor, labels: Any, *, rank: int, probabilities: bool = T
     ``(logits, labels, added)``; when ``added``, squeeze dimension 0 of the
     ``"none"`` output. This is what lets ``vmap(grad(loss))`` run over single examples.
     """
-    if logits.ndim != rank - 1 or not isinstance(labels, Tensor):
-        return logits, labels, False
+    if not isinstance(logits, Tensor) or logits.ndim != rank - 1 or not isinstance(labels, Tensor):
+        return logits, labels, False  # (not a tensor: the loss's own check says so)
     as_probabilities = probabilities and labels.is_floating_point() and labels.shape == logits.shape
     if labels.ndim != logits.ndim - 1 and not as_probabilities:
         return logits, labels, False  # neither indices nor probabilities of one example: the checks say so
