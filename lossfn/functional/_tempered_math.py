@@ -259,7 +259,8 @@ def _sensitivities(
     general = (p * log_p - z * p_t) / torch.where(small, 1.0, a)
     z_small = torch.where(small, z, 0.0)
     u_small = z_small * a
-    series = p * z_small**2 * (1 / 2 + u_small * (-2 / 3 + u_small * (3 / 4 + u_small * (-4 / 5))))
+    # (p z) z, not p z^2: far below the top z^2 overflows where p is 0 (0 * inf)
+    series = p * z_small * z_small * (1 / 2 + u_small * (-2 / 3 + u_small * (3 / 4 + u_small * (-4 / 5))))
     dp_dt = torch.where(small, series, general)
     return p_t, total, dp_dt.sum(-1, keepdim=True) / total
 
@@ -357,6 +358,11 @@ class _TemperedSoftmax:
         if not isinstance(t, Tensor) and t == 1.0:
             self.log_p = torch.log_softmax(x, -1)
             return
+        # Shift by the row's max first (detached: p is shift-invariant, so the gradient
+        # and every higher derivative are unchanged). Otherwise lambda would be absolute:
+        # for |x| ~ 1/eps it holds its O(1) offset from the max in no bits, and the base
+        # 1 + (1 - t)(x - lambda) of the top class rounds to 0 or below (inf, NaN).
+        x = x - x.amax(-1, keepdim=True).detach()
         lam = _log_partition(x, t, num_iters)
         if _power_form(self.a):
             self.base = _base(x, lam, self.a)  # <= 0 outside the support (t < 1)
