@@ -208,3 +208,13 @@ def test_a_model_output_that_is_not_a_tensor_is_a_named_error(name, how):
     loss = spec.fn if how == "function" else spec.module()
     with pytest.raises(ValueError, match=rf"^{name}: {spec.inputs[0]} must be"):
         loss(inputs[0].tolist(), *inputs[1:])
+
+
+@pytest.mark.parametrize("params", [{}, {"label_smoothing": 0.1}, {"class_weights": [1.0, 2.0, 3.0]}])
+@pytest.mark.parametrize("bad", [7, -7])
+def test_a_label_out_of_range_in_the_pure_function_is_a_named_error(params, bad):
+    """The pure function reads no label values; torch's kernel finds the bad index, and
+    its unnamed IndexError/RuntimeError becomes a ValueError naming the loss and labels."""
+    labels = torch.tensor([0, 1, bad, 0])
+    with pytest.raises(ValueError, match=rf"^softmax_cross_entropy: labels must be class or token indices .*{bad}"):
+        LF.softmax_cross_entropy(torch.randn(4, 3), labels, **params)

@@ -31,7 +31,7 @@ import torch
 from ._bounds import FLOAT_TINY, TINY_EXPECTED
 from ._spec import REDUCTIONS, REPRESENTABLE, Check, LossContractError, Param, Signature
 
-__all__ = ["check_reduction", "checked_function", "fail", "float32_under_autocast"]
+__all__ = ["check_reduction", "checked_function", "fail", "float32_under_autocast", "named_index_errors"]
 
 Checker = Callable[[Any, Mapping[str, Any]], None]
 
@@ -201,6 +201,31 @@ def float32_under_autocast(fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn(*inputs, **params)
 
     return loss
+
+
+def named_index_errors(loss: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` whose index errors (torch's "Target 7 is out of bounds") name the loss and its labels.
+
+    The pure function reads no label values (that is a host sync; the module checks
+    them), so an out-of-range class index reaches torch's kernels, which raise an
+    unnamed ``IndexError``. It becomes a ``ValueError`` saying which loss and which
+    argument, with torch's words kept. Nothing runs unless the error happens (and
+    nothing at all under ``torch.compile``).
+    """
+
+    @functools.wraps(fn)
+    def loss_function(*inputs: Any, **params: Any) -> Any:
+        if torch.compiler.is_compiling():
+            return fn(*inputs, **params)
+        try:
+            return fn(*inputs, **params)
+        except (IndexError, RuntimeError) as exc:
+            # gather's words are a RuntimeError: "index 7 is out of bounds for dimension 1 with size 3"
+            if isinstance(exc, RuntimeError) and "out of bounds" not in str(exc):
+                raise
+            raise fail(loss, "labels", "class or token indices in range of the model output's classes", str(exc)) from exc
+
+    return loss_function
 
 
 def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) -> Callable[..., Any]:

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ._checks import checked_function, float32_under_autocast
+from ._checks import checked_function, float32_under_autocast, named_index_errors
 from ._feature import DEFAULT_LOSS, Feature
 from ._spec import DEFAULT_KIND, InputCheck, LossSpec, camel_case, check_name, parse_features, read_signature
 
@@ -131,6 +131,7 @@ def spec_for(
                         f"got {type(predict).__name__}")
     signature = read_signature(name, fn)
     fn = float32_under_autocast(fn)  # as torch's losses: float32 under autocast (see _checks.py)
+    fn = named_index_errors(name, fn)  # torch's unnamed IndexError for a label out of range
     return LossSpec(
         name=name,
         fn=checked_function(name, fn, signature),
