@@ -112,10 +112,14 @@ def draw(run: Run, columns: list[Column], path: pathlib.Path) -> pathlib.Path | 
         print(f"lossfn demo: matplotlib is not installed, so no PNG ({HINT})", file=sys.stderr)
         return None
 
-    def decision(model: Ensemble, copy: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    def decision(model: Ensemble, copy: int, config: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        spec = lossfn.schemas.spec_of(config)
+
         def logit_gap(points: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 logits = model(points)[copy]
+            if spec.predict is not None:  # the loss decodes its own way (corn): its classes, +-1/2
+                return spec.predict(logits).to(logits.dtype) - 0.5
             return logits[:, 1] - logits[:, 0]  # > 0: class 1
 
         return logit_gap
@@ -129,7 +133,7 @@ def draw(run: Run, columns: list[Column], path: pathlib.Path) -> pathlib.Path | 
                 config = col.configs[condition]
                 title = f"t1={float(config.t1)}, t2={float(config.t2)}: {title}"
             first_seed = g * len(run.seeds)
-            row.append(Panel(title, decision(run.models[col.label], first_seed), run.x[0],
+            row.append(Panel(title, decision(run.models[col.label], first_seed, col.configs[condition]), run.x[0],
                              run.noisy[condition][0], run.flipped[condition][0]))
         panels.append(row)
     return plot_boundaries(panels, [col.label for col in columns], list(data.CONDITIONS), path)
