@@ -33,3 +33,24 @@ def test_a_closed_stdout_still_writes_the_results(tmp_path):
     assert [loss["label"] for loss in results["losses"]] == ["logistic", "bi-tempered"]
     if importlib.util.find_spec("matplotlib") is not None:  # (without it the demo draws no PNG)
         assert (out / "decision_boundaries.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_closed_stdout_and_stderr_still_write_the_results(tmp_path):
+    """`lossfn demo 2>&1 | head`: the progress bar on stderr meets the closed pipe too."""
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lossfn", "demo", *TINY, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        proc.stdout.readline()
+        proc.stdout.close()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert json.loads((out / "results.json").read_text())["losses"]

@@ -268,19 +268,21 @@ class _StdoutUntilClosed:
 
 @contextlib.contextmanager
 def _stdout_until_closed() -> Iterator[None]:
-    """Everything printed inside goes through :class:`_StdoutUntilClosed`, flushed at the end."""
-    stream = sys.stdout
-    if stream is None:  # no console (pythonw): print() already writes nothing
-        yield
-        return
-    guard = _StdoutUntilClosed(stream)
-    sys.stdout = guard
+    """Everything printed inside, on stdout and stderr (the progress bar), goes through
+    :class:`_StdoutUntilClosed`, flushed at the end: ``lossfn demo 2>&1 | head`` too."""
+    guards = []
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None:  # no console (pythonw): print() already writes nothing
+            guards.append((name, stream, _StdoutUntilClosed(stream)))
+            setattr(sys, name, guards[-1][2])
     try:
         yield
     finally:
-        guard.flush()  # a pipe buffers: the reader's absence may show only now (and not at exit)
-        if sys.stdout is guard:
-            sys.stdout = stream
+        for name, stream, guard in guards:
+            guard.flush()  # a pipe buffers: the reader's absence may show only now (and not at exit)
+            if getattr(sys, name) is guard:
+                setattr(sys, name, stream)
 
 
 # -- the experiment ---------------------------------------------------------------
