@@ -8,6 +8,7 @@ CLI page are derived from the function's signature.
 from typing import Any
 
 from lossfn import compose
+from lossfn import distributed
 from lossfn import functional
 from lossfn import nn
 from lossfn import schemas
@@ -48,6 +49,7 @@ __all__ = [
     "UnknownLossError",
     "build",
     "compose",
+    "distributed",
     "config_type",
     "decode_config",
     "default_loss",

@@ -53,6 +53,11 @@ def shape(x: Tensor) -> str:
 # -- reduction ----------------------------------------------------------------------
 
 
+#: Where :func:`lossfn.distributed.mean` collects each mean's (value, weighted sum, Σw):
+#: empty (no one listening) except inside its call.
+MEANS: list[list[tuple[Tensor, Tensor, Tensor]]] = []
+
+
 def reduce_loss(loss: Tensor, reduction: str, *, name: str, weights: Tensor | None = None) -> Tensor:
     """Reduce unreduced losses: ``"none"`` keeps them, ``"sum"`` adds them, ``"mean"``
     divides the sum by ``weights.sum()`` (the number of elements when no weights
@@ -72,12 +77,18 @@ def reduce_loss(loss: Tensor, reduction: str, *, name: str, weights: Tensor | No
     if reduction == "mean":
         if weights is None:
             # numel() is static (per example under vmap): no host sync
-            return loss.mean() if loss.numel() > 0 else loss.sum()
-        if weights.dtype == torch.bool:  # a keep mask: the mean over the kept positions
-            return loss.sum() / weights.sum().clamp_min(1)
+            result = loss.mean() if loss.numel() > 0 else loss.sum()
+            if MEANS:  # lossfn.distributed.mean is listening (never under compile: see there)
+                MEANS[-1].append((result, loss.sum(), torch.tensor(float(loss.numel()), device=loss.device)))
+            return result
         total = weights.sum()
-        # where() keeps 0/0 out of both the value and the gradient
-        return loss.sum() / torch.where(total == 0, torch.ones_like(total), total)
+        if weights.dtype == torch.bool:  # a keep mask: the mean over the kept positions
+            result = loss.sum() / total.clamp_min(1)
+        else:  # where() keeps 0/0 out of both the value and the gradient
+            result = loss.sum() / torch.where(total == 0, torch.ones_like(total), total)
+        if MEANS:
+            MEANS[-1].append((result, loss.sum(), total))
+        return result
     check_reduction(name, reduction)  # raises: the one message for an unknown reduction
     raise AssertionError(reduction)
 
