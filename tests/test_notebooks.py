@@ -1,11 +1,11 @@
-"""The example notebooks run top to bottom, and the repository keeps them without outputs.
+"""The example notebooks run top to bottom, and the repository keeps them with their outputs.
 
-Each notebook in ``examples/`` is executed with nbclient in a kernel that runs this
-interpreter (``sys.executable``, the project's environment): the test writes its
-own kernelspec under a temporary ``JUPYTER_PATH``, so no kernel installed on the
-machine (another Python without lossfn) is picked by accident. The kernel works
-in ``examples/`` (as a reader's would) and writes its figures to a temporary
-directory given in ``LOSSFN_EXAMPLES_OUT``.
+The notebooks are stored executed, so that a reader on GitHub sees their results and figures
+(inline PNGs): every code cell has run, in order, without an error. Each notebook in ``examples/``
+is also executed afresh with nbclient in a kernel that runs this interpreter (``sys.executable``,
+the project's environment): the test writes its own kernelspec under a temporary ``JUPYTER_PATH``,
+so no kernel installed on the machine (another Python without lossfn) is picked by accident. The
+kernel works in ``examples/`` (as a reader's would); the notebooks write no files.
 """
 
 from __future__ import annotations
@@ -57,18 +57,38 @@ def test_there_are_three_notebooks_at_least():
     assert {"01_tour.ipynb", "02_transforms.ipynb", "03_multi_output.ipynb"} <= set(names), names
 
 
+#: notebooks whose stored outputs must include a figure
+PLOTS = {"02_transforms", "03_multi_output"}
+
+
+def images(notebook) -> list[int]:
+    """The indices of the cells whose outputs include a PNG."""
+    return [
+        i
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and any("image/png" in output.get("data", {}) for output in cell.outputs)
+    ]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_is_stored_without_outputs(path):
+def test_notebook_is_stored_with_outputs(path):
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
     code = [(i, cell) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
-    stored = [i for i, cell in code if cell.outputs or cell.execution_count is not None]
-    assert not stored, f"{path.name}: cells {stored} keep outputs; clear them before committing"
+    counts = [cell.execution_count for _, cell in code]
+    assert counts == list(range(1, len(code) + 1)), f"{path.name}: execution counts {counts}; store it run top to bottom"
+    assert any(cell.outputs for _, cell in code), f"{path.name}: no outputs stored; store it executed"
+    errors = [i for i, cell in code for output in cell.outputs if output.output_type == "error"]
+    assert not errors, f"{path.name}: cells {errors} store an error"
+    stderr = [i for i, cell in code for output in cell.outputs if output.get("name") == "stderr"]
+    assert not stderr, f"{path.name}: cells {stderr} store output on stderr (a warning?)"
+    assert path.stat().st_size < 300_000, f"{path.name}: {path.stat().st_size} bytes; make its figures smaller"
+    if path.stem in PLOTS:
+        assert images(notebook), f"{path.name}: no figure stored inline"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, kernel, tmp_path, monkeypatch):
-    monkeypatch.setenv("LOSSFN_EXAMPLES_OUT", str(tmp_path))
+def test_notebook_runs(path, kernel):
     before = git_status()
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
@@ -87,5 +107,5 @@ def test_notebook_runs(path, kernel, tmp_path, monkeypatch):
     ]
     assert not stderr, f"{path.name} wrote to stderr (a warning?): {stderr}"
     assert git_status() == before, "running the notebook left files in the repository"
-    if path.stem == "03_multi_output":
-        assert (tmp_path / "multi_output_losses.png").stat().st_size > 0
+    if path.stem in PLOTS:
+        assert images(notebook), f"{path.name} showed no figure inline"
