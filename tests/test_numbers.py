@@ -131,30 +131,9 @@ def test_a_masked_class_with_label_smoothing_is_inf_as_in_torch():
 # -- finite across the whole allowed range of every hyperparameter ------------------------
 
 from cases import all_cases  # noqa: E402
+from strategies import hyperparameter_edges as _edges  # noqa: E402
 
 CASES = all_cases()
-
-
-def _edges(name):
-    """(parameter, value) at each end of every scalar float hyperparameter's allowed range."""
-    import msgspec
-
-    for param in lossfn.get_loss(name).params:
-        if param.tensor or any(check.uses for check in param.checks):
-            continue
-        info = msgspec.inspect.type_info(param.annotation)
-        while isinstance(info, msgspec.inspect.Metadata):
-            info = info.type
-        if not isinstance(info, msgspec.inspect.FloatType):
-            continue
-        if info.ge is not None:
-            yield param.name, float(info.ge)
-        if info.gt is not None:
-            yield param.name, max(math.nextafter(float(info.gt), math.inf), lossfn.registry.FLOAT_TINY)
-        if info.le is not None:
-            yield param.name, float(info.le)
-        if info.lt is not None:
-            yield param.name, math.nextafter(float(info.lt), -math.inf)
 
 
 EDGES = [
