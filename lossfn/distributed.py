@@ -63,13 +63,25 @@ def _local(spec: LossSpec, inputs: tuple[Any, ...], params: dict[str, Any]) -> t
         value = spec.fn(*inputs, reduction="mean", **params)
     finally:
         found = MEANS.pop()
-    match = [(total, count) for result, total, count in found if result is value]
+    match = [(total, count) for result, total, count in found if _is_returned(result, value)]
     if len(match) != 1:
         raise ValueError(
             f"{spec.name}: distributed.mean needs a loss whose mean is a weighted mean of its terms; "
             "this one's is not (the root of a mean, or a mean that torch computes itself)"
         )
     return match[0]
+
+
+def _is_returned(result: Tensor, value: Tensor) -> bool:
+    """Whether the loss returned this mean: itself, or cast back to a half-precision input's dtype."""
+    if result is value:
+        return True
+    return (
+        isinstance(value, Tensor)
+        and value.dtype != result.dtype
+        and value.shape == result.shape
+        and bool(torch.equal(result.detach().to(value.dtype), value.detach()))
+    )
 
 
 def _world(group: Any) -> int:
@@ -103,7 +115,7 @@ def mean(loss: str | Any, *inputs: Any, group: Any = None, weight_sum: Any = Non
 
     Returns:
         ``local weighted sum · world size / global Σw``, a scalar with the loss's
-        gradient. DDP divides the gradients by the world size, so the gradient is the
+        gradient (in the dtype the loss computes in: float32 for half-precision inputs). DDP divides the gradients by the world size, so the gradient is the
         full batch's mean's. A ``Σw`` of 0 (every position left out) gives 0, as
         lossfn's own empty mean.
 

@@ -155,3 +155,12 @@ def test_a_mean_that_is_not_a_weighted_mean_is_refused():
         lossfn.distributed.mean("root_mean_squared_error", torch.randn(4), torch.randn(4))
     with pytest.raises(ValueError, match="takes no reduction"):
         lossfn.distributed.mean("softmax_cross_entropy", torch.randn(2, 3), torch.tensor([0, 1]), reduction="sum")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs_take_the_mean_computed_in_float32(dtype):
+    """The losses compute half-precision inputs in float32 and cast the mean back: that is still their mean."""
+    logits, labels = torch.randn(6, CLASSES).to(dtype), torch.tensor([0, 1, 2, 3, 4, 2])
+    expected = F.cross_entropy(logits.float(), labels, weight=torch.tensor(WEIGHTS))
+    got = lossfn.distributed.mean("softmax_cross_entropy", logits, labels, class_weights=WEIGHTS)
+    torch.testing.assert_close(got.float(), expected, rtol=1e-2, atol=1e-2)
