@@ -27,6 +27,7 @@ from lossfn.schemas import (
     python_type,
     read_document,
 )
+from lossfn.demo import _positive_int as positive_int  # one parser of counts for both commands
 from lossfn.schemas._io import clean
 
 __all__ = ["loss_page", "loss_table", "main"]
@@ -191,16 +192,6 @@ def _cmd_stubs(args: argparse.Namespace) -> int:
     return _emit(text, args.output)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     features = [f.value for f in Feature]
     parser = argparse.ArgumentParser(prog="lossfn", description="Loss functions for PyTorch: list, show, validate, export.")
@@ -226,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--feature", choices=features, help="only accept losses of this feature type")
     p.add_argument(
         "--max-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="largest file to read (default: $LOSSFN_MAX_CONFIG_BYTES, else 4 MiB)",
     )

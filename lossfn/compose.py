@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import operator
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +56,7 @@ from lossfn.functional import reduce_loss
 from lossfn.nn import DerivedLoss
 from lossfn.registry import LossSpec, check_reduction, get_loss, registered
 from lossfn.schemas import WEIGHT, LossConfigError, config_problems, decode_config, read_document, spec_of
+from lossfn.schemas._io import path_of
 
 __all__ = [
     "NAMESPACE",
@@ -88,17 +88,7 @@ Path = tuple[Any, ...]
 
 def _path(path: Iterable[Any], root: str = "$") -> str:
     """``("heads", 0, "price")`` -> ``$.heads[0].price`` (the JSON-path form of config errors)."""
-    text = root
-    for entry in path:
-        if isinstance(entry, str) and entry.isidentifier():
-            text += f".{entry}"
-        elif isinstance(entry, int):
-            text += f"[{entry}]"
-        elif isinstance(entry, str):  # quoted as the config parser quotes keys: $.outputs["a.b"]
-            text += f"[{json.dumps(entry)}]"
-        else:
-            text += f"[{entry!r}]"
-    return text
+    return functools.reduce(path_of, path, root)
 
 
 

@@ -208,7 +208,7 @@ def test_max_bytes_below_one_is_a_usage_error(capsys, tmp_path):
     out, err = capsys.readouterr()
     assert out == ""
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == "lossfn validate: error: argument --max-bytes: expected at least 1, got 0"
+    assert err.splitlines()[-1] == "lossfn validate: error: argument --max-bytes: expected a positive integer; got 0"
 
 
 # -- 2. YAML aliases: a "billion laughs" ---------------------------------------------------

@@ -69,13 +69,15 @@ def _post_init(spec: LossSpec):
             checks = across if type(value) is type(default) and value == default else own + across
             for check in checks:
                 if not check.predicate(value, *(getattr(self, other) for other in check.uses)):
-                    # msgspec turns this into a ValidationError with the struct's path;
-                    # field_path() moves the field into that path
-                    raise ValueError(
-                        f"Expected {check.expected}, got {reprlib.repr(value)} {FIELD_MARK.format(name)}"
-                    )
+                    raise check_failed(name, value, check)
 
     return __post_init__
+
+
+def check_failed(field: str, value: Any, check: Check) -> ValueError:
+    """The error of a failed ``Check`` in a config's ``__post_init__``: msgspec turns it into
+    a ValidationError with the struct's path, and field_path() moves the field into that path."""
+    return ValueError(f"Expected {check.expected}, got {reprlib.repr(value)} {FIELD_MARK.format(field)}")
 
 
 def _doc(spec: LossSpec) -> str:

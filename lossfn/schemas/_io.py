@@ -24,7 +24,6 @@ import math
 import os
 import pathlib
 import re
-import reprlib
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ import yaml
 
 from lossfn.registry import DEFAULT_LOSS, Feature
 
-from ._derive import FIELD_MARK, config_type, spec_of_class, union_members
+from ._derive import check_failed, config_type, spec_of_class, union_members
 
 __all__ = [
     "MAX_DEPTH",
@@ -140,7 +139,8 @@ def _describe(value: Any) -> str:
     return names.get(type(value), f"`{type(value).__name__}`")
 
 
-def _path_of(path: str, key: Any) -> str:
+def path_of(path: str, key: Any) -> str:
+    """The JSON path of ``key`` inside ``path``: ``$.delta``, ``$[1]``, ``$.outputs["a.b"]``."""
     if isinstance(key, int) and not isinstance(key, bool):
         return f"{path}[{key}]"
     key = str(key)
@@ -259,11 +259,11 @@ def plain(data: Any, *, max_values: int | None = None) -> Any:
             for key in value:
                 if isinstance(key, str):
                     _check_text(key, path)
-            return {key: copy(item, _path_of(path, key), depth + 1) for key, item in value.items()}
+            return {key: copy(item, path_of(path, key), depth + 1) for key, item in value.items()}
         if isinstance(value, (list, tuple)):
             if depth >= MAX_DEPTH:
                 raise LossConfigError(f"Document nested too deeply (at most {MAX_DEPTH} levels)", path)
-            return [copy(item, _path_of(path, index), depth + 1) for index, item in enumerate(value)]
+            return [copy(item, path_of(path, index), depth + 1) for index, item in enumerate(value)]
         return value
 
     return copy(data, "$", 0)
@@ -462,7 +462,7 @@ def _holder(cls: type, field: str) -> type:
         if value is not None:
             for check in own:
                 if not check.predicate(value):
-                    raise ValueError(f"Expected {check.expected}, got {reprlib.repr(value)} {FIELD_MARK.format(field)}")
+                    raise check_failed(field, value, check)
 
     return msgspec.defstruct(f"_{cls.__name__}_{field}", [(field, annotation)], namespace={"__post_init__": __post_init__})
 
