@@ -62,7 +62,9 @@ def sigmoid_cross_entropy(
     Args:
         logits: ``[B, C]`` (or ``[B, C, ...]``, classes on dimension 1), or ``[C]``
             for one example.
-        labels: same shape; multi-hot (bool or integer) or probabilities (float).
+        labels: same shape; multi-hot (bool or integer) or probabilities (float), in
+            ``[0, 1]``. The module checks that range (NaN refused); the pure function
+            reads no label values.
         class_weights: ``[C]`` weights of the positive term, ``pos_weight`` in torch.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 

@@ -345,7 +345,11 @@ def softmax_cross_entropy(
         logits: ``[B, C]``, or ``[B, C, d1, ...]`` for per-pixel classification
             (segmentation), or ``[C]`` for one example (as torch accepts it).
         labels: class indices ``[B]`` / ``[B, d1, ...]`` / ``[]`` (a signed integer
-            dtype), or class probabilities of the logits' shape (float).
+            dtype), or class probabilities of the logits' shape (float). The module
+            checks the values: indices in ``[0, C)`` (or ``ignore_index``), probabilities
+            ``>= 0`` summing to 1 over the classes within ``max(1e-3, C·eps)``. The pure
+            function reads no label values; an index out of range is a ``ValueError``
+            from torch's kernel.
         class_weights: ``[C]`` non-negative weights :math:`w`, a list or a tensor.
         robust_lambda: :math:`\lambda \in [0, 1]`.
         confidence_penalty: :math:`\beta \ge 0`.
