@@ -16,6 +16,10 @@ Everything runs in float64 (``jax_enable_x64``). What is stored:
   smoothing; class-index labels (given to the reference one-hot) and probability
   labels; ``num_iters`` 5 and 30.
 - ``binary``: the same for ``bi_tempered_binary_logistic_loss``.
+- ``loss_beyond_support``, ``binary_beyond_support``: the same with logits spread so a
+  ``t2 < 1`` softmax gives classes with positive target probability exactly 0, at the
+  temperatures where the reference's gradient is finite there (``t1 = t2``: ``p - y``;
+  ``t2 > t1``: 0).
 - ``tempered_softmax``, ``tempered_sigmoid``, ``log_t``, ``exp_t``: values only. (The
   reference differentiates ``tempered_softmax`` by autodiff through the normalization
   steps, which is not its derivative for the bisection; lossfn's gradient is checked
@@ -170,6 +174,62 @@ def binary_cases(rng: np.random.Generator) -> list[dict]:
     return cases
 
 
+#: (t1, t2) with t2 < 1 at which the reference's gradient outside the support is finite:
+#: t1 = t2 (its forget factor p^(t2 - t1) is 1 there: p - y) and t2 > t1 (it is 0 there).
+BEYOND_SUPPORT = [(0.5, 0.5), (0.8, 0.8), (0.3, 0.3), (0.5, 0.7), (0.3, 0.9)]
+
+
+def beyond_support_cases(rng: np.random.Generator) -> dict[str, list[dict]]:
+    """Logits spread so a t2 < 1 softmax gives some classes probability 0, labels on them.
+
+    Every case is asserted to put target mass on a class of probability 0, so these
+    vectors test the gradient the other cases keep away from.
+    """
+    num_classes = 5
+    logits = rng.normal(scale=1.0, size=(4, num_classes))
+    logits[:, 0] += 8.0  # class 0 far on top: the lowest classes fall outside the support
+    logits[:, 4] -= 8.0
+    indices = np.array([4, 0, 3, 4])
+    probabilities = rng.dirichlet(np.ones(num_classes), size=4)
+    single = np.array([-12.0, -4.0, 0.0, 0.5, 4.0, 12.0])  # two classes (0, x): x far off
+    hard = np.array([1, 1, 0, 1, 0, 0])
+    soft = rng.uniform(size=single.shape)
+    multiclass, binary = [], []
+    for t1, t2 in BEYOND_SUPPORT:
+        p = np.asarray(ref.tempered_softmax(jnp.asarray(logits), t2, 30))
+        assert (p[np.arange(4), indices] == 0).sum() >= 2, (t1, t2)
+        for smoothing in SMOOTHING:
+            for num_iters in ITERATIONS:
+                for kind, labels, dense in (
+                    ("indices", indices, np.eye(num_classes)[indices]),
+                    ("probabilities", probabilities, probabilities),
+                ):
+                    value, gradient = loss_and_grad(
+                        ref.bi_tempered_logistic_loss, jnp.asarray(logits), jnp.asarray(dense),
+                        t1, t2, smoothing, num_iters,
+                    )
+                    assert np.isfinite(value).all() and np.isfinite(gradient).all(), (t1, t2, kind)
+                    multiclass.append(
+                        dict(t1=t1, t2=t2, label_smoothing=smoothing, num_iters=num_iters, labels_kind=kind,
+                             logits=floats(logits),
+                             labels=labels.tolist() if kind == "indices" else floats(labels),
+                             value=floats(value), grad=floats(gradient))
+                    )
+                for kind, labels in (("hard", hard), ("probabilities", soft)):
+                    value, gradient = loss_and_grad(
+                        ref.bi_tempered_binary_logistic_loss, jnp.asarray(single),
+                        jnp.asarray(labels, dtype=jnp.float64), t1, t2, smoothing, num_iters,
+                    )
+                    assert np.isfinite(value).all() and np.isfinite(gradient).all(), (t1, t2, kind)
+                    binary.append(
+                        dict(t1=t1, t2=t2, label_smoothing=smoothing, num_iters=num_iters, labels_kind=kind,
+                             logits=floats(single),
+                             labels=labels.tolist() if kind == "hard" else floats(labels),
+                             value=floats(value), grad=floats(gradient))
+                    )
+    return dict(loss_beyond_support=multiclass, binary_beyond_support=binary)
+
+
 def activation_cases(rng: np.random.Generator) -> dict[str, list[dict]]:
     logits = rng.normal(scale=2.0, size=(3, 6))
     single = rng.normal(scale=3.0, size=7)
@@ -270,6 +330,8 @@ def main() -> None:
         binary=binary_cases(rng),
         **activation_cases(rng),
         published=published_cases(),
+        # a generator of its own, so the cases above are the same as before they were added
+        **beyond_support_cases(np.random.default_rng(20260602)),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=1) + "\n")
