@@ -3,7 +3,8 @@
 The two registered losses, :func:`bi_tempered_logistic_loss` and
 :func:`bi_tempered_binary_logistic_loss`, with their label side (``y log_t y`` and
 ``y^(2 - t1)``, finite at ``y = 0``) and their input checks. The tempered log/exp,
-the tempered softmax and its normalization live in ``_tempered_math.py``.
+the tempered softmax and its normalization live in ``_tempered_forms.py``,
+``_tempered_partition.py`` and ``_tempered_math.py``.
 
 Amid, Warmuth, Anil and Koren, `Robust Bi-Tempered Logistic Loss Based on Bregman
 Divergences <https://arxiv.org/abs/1906.03361>`_, NeurIPS 2019; checked against the
@@ -38,15 +39,8 @@ from ._common import (
     validate_class_range,
     validate_unit_range,
 )
-from ._tempered_math import (
-    Temperature,
-    _iterations,
-    _log_t_exp,
-    _masked,
-    _power_form,
-    _temperature,
-    _TemperedSoftmax,
-)
+from ._tempered_forms import Temperature, _iterations, _log_t_exp, _masked, _power_form, _temperature
+from ._tempered_partition import _TemperedSoftmax
 
 __all__ = ["bi_tempered_binary_logistic_loss", "bi_tempered_logistic_loss"]
 
@@ -125,17 +119,30 @@ def _bi_tempered(
     else:
         capped = t1 == 1.0 and t2 < 1.0
         at_zero = log_tiny if t1 == 1.0 else -1.0 / a1
+    # At t1 = t2 < 1 the reference's gradient outside the support is p - y (see
+    # `_TemperedSoftmax.beyond_support`); elsewhere its forget factor makes it 0 there.
+    if isinstance(t1, Tensor) or isinstance(t2, Tensor):
+        continued: Any = (t2 < 1.0) & (t1 == t2)
+    else:
+        continued = t2 < 1.0 and t1 == t2
 
     def log_t1_p(index: Tensor | None = None) -> Tensor:
         """``log_t1(p)``, at ``index`` if given."""
         if index is None and _power_form(a1) and p.base is not None:
-            return (p.power(a1) - 1.0) / a1  # one pow; p = 0 gives log_t1(0) = -1/a1
-        log_p, inside = p.log(index)
-        if isinstance(capped, Tensor):
-            log_p = torch.where(capped, log_p.clamp_min(log_tiny), log_p)
-        elif capped:
-            log_p = log_p.clamp_min(log_tiny)
-        return _masked(_log_t_exp(log_p, a1), inside, at_zero)
+            value = (p.power(a1) - 1.0) / a1  # one pow; p = 0 gives log_t1(0) = -1/a1
+        else:
+            log_p, inside = p.log(index)
+            if isinstance(capped, Tensor):
+                log_p = torch.where(capped, log_p.clamp_min(log_tiny), log_p)
+            elif capped:
+                log_p = log_p.clamp_min(log_tiny)
+            value = _masked(_log_t_exp(log_p, a1), inside, at_zero)
+        if not isinstance(continued, Tensor) and not continued:
+            return value
+        beyond = p.beyond_support(index)
+        if beyond is None:
+            return value
+        return value + (torch.where(continued, beyond, 0.0) if isinstance(continued, Tensor) else beyond)
 
     if isinstance(smoothing, Tensor) or smoothing != 0.0:
         off = smoothing / (num_classes - 1)  # the reference: a / (K - 1) off the true class
@@ -238,11 +245,15 @@ def bi_tempered_logistic_loss(
     ``tf.nn.softmax_cross_entropy_with_logits``, the cross-entropy
     :math:`-\sum_c y_c \log \hat y_c`, larger by the entropy of :math:`y`.
 
-    Beyond the reference: every valid input gives a finite value and gradient. Where
-    ``t2 < 1`` puts zero probability on a class, its gradient is 0 (the reference's
-    is NaN or infinite when ``t2 < t1``); with ``t1 = 1`` such a class with positive
-    target costs :math:`-\log(\text{tiny})` of the compute dtype (about 87 in float32)
-    instead of :math:`+\infty`. Half-precision logits are computed in float32.
+    Outside the support of a ``t2 < 1`` softmax (a class given probability 0) the
+    gradient is the reference's where the reference's is finite: at ``t1 = t2`` it is
+    :math:`\hat y - y` there (the reference's forget factor :math:`\hat y^{t_2 - t_1}`
+    is 1), so a true class left outside is pulled back in; for ``t2 > t1`` it is 0.
+    Beyond the reference, every valid input gives a finite value and gradient: for
+    ``t2 < t1`` the gradient there is 0 (the reference's is NaN or infinite); with
+    ``t1 = 1`` such a class with positive target costs :math:`-\log(\text{tiny})` of
+    the compute dtype (about 87 in float32) instead of :math:`+\infty`.
+    Half-precision logits are computed in float32.
 
     Args:
         logits: ``[B, C]``, or ``[B, C, d1, ...]`` (class dimension 1), or ``[C]``
