@@ -67,7 +67,8 @@ def _local(spec: LossSpec, inputs: tuple[Any, ...], params: dict[str, Any]) -> t
     if len(match) != 1:
         raise ValueError(
             f"{spec.name}: distributed.mean needs a loss whose mean is a weighted mean of its terms; "
-            "this one's is not (the root of a mean, or a mean that torch computes itself)"
+            "this one's is not (the root of a mean, or a mean that torch computes itself: "
+            "register it with register_torch_loss(..., elementwise_mean=True) if torch's mean is the mean of 'none')"
         )
     return match[0]
 
@@ -91,10 +92,11 @@ def _world(group: Any) -> int:
 def weight_sum(loss: str | Any, *inputs: Any, group: Any = None, **params: Any) -> Tensor:
     """The global ``Σw`` of the loss's mean on these inputs: the local one all-reduced over ``group``.
 
-    Add it over micro-batches for :func:`mean`'s ``weight_sum=`` (it is detached).
+    Add it over micro-batches for :func:`mean`'s ``weight_sum=`` (it is detached, in the
+    dtype the loss computes in).
     """
-    _, count = _local(_spec(loss), inputs, params)
-    count = count.detach().clone()
+    total, count = _local(_spec(loss), inputs, params)
+    count = count.detach().to(total.dtype, copy=True)  # a count of kept positions is an integer sum
     if _world(group) > 1:
         dist.all_reduce(count, op=dist.ReduceOp.SUM, group=group)
     return count

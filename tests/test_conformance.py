@@ -151,6 +151,32 @@ def test_reductions_agree(name, params):
     close(call(name, inputs, params, "mean"), expected_mean)
 
 
+@pytest.mark.parametrize("name,params", ALL_SETTINGS)
+def test_distributed_mean_takes_every_weighted_mean(name, params):
+    """``lossfn.distributed.mean`` takes every loss whose mean is a weighted mean (its
+    Σw is the case's independent ``mean_weights``, or the count of the ``"none"``
+    output) and refuses, by name, exactly the losses whose mean is not one."""
+    case = case_of(name)
+    inputs = sample(case)
+    if "reduction_consistency" in case.skip:
+        with pytest.raises(ValueError, match=rf"^{name}: distributed.mean needs a loss whose mean"):
+            lossfn.distributed.mean(name, *inputs, **params)
+        return
+    none = call(name, inputs, params, "none")
+    weights = case.mean_weights(*inputs, **params)
+    expected_sum = none.numel() if weights is None else weights.sum()
+    close(lossfn.distributed.weight_sum(name, *inputs, **params), torch.as_tensor(expected_sum, dtype=none.dtype))
+    positions = floating(inputs)[:1]
+    leaf = inputs[positions[0]].clone().requires_grad_()
+    leafy = replaced(inputs, positions[0], leaf)
+    got = lossfn.distributed.mean(name, *leafy, **params)
+    mean = call(name, leafy, params, "mean")
+    close(got, mean)
+    close(*(torch.autograd.grad(value, leaf)[0] for value in (got, mean)))
+    # a global Σw twice this batch's (another rank, or micro-batch, of the same size): half
+    close(lossfn.distributed.mean(name, *inputs, weight_sum=2 * expected_sum, **params), mean.detach() / 2)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_empty_batch_mean_is_zero_with_a_zero_gradient(name):
     """One answer in every loss: nothing to average is 0 (torch: nan), and nothing flows back:

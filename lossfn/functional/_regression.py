@@ -106,7 +106,13 @@ _MAE_DOC = r"""Mean absolute error between predictions and targets (torch's ``l1
     """
 
 mean_absolute_error = register_torch_loss(
-    "mean_absolute_error", _REGRESSION, F.l1_loss, inputs=_NAMES, same_shape=True, doc=_MAE_DOC
+    "mean_absolute_error",
+    _REGRESSION,
+    F.l1_loss,
+    inputs=_NAMES,
+    same_shape=True,
+    doc=_MAE_DOC,
+    elementwise_mean=True,
 )
 
 

@@ -13,7 +13,12 @@ function's signature and builds a loss on lossfn's contract from it:
   hidden, and parameters a config cannot hold (a callable) stay at torch's default;
 - ``reduction`` is passed to torch: every reduction gives torch's own number (the
   ``"mean"`` of ``cross_entropy`` with ``ignore_index``, of ``kl_div``, of ``ctc_loss``),
-  except the mean of an empty batch, which is 0 here as in every lossfn loss.
+  except the mean of an empty batch, which is 0 here as in every lossfn loss;
+- ``elementwise_mean=True`` says torch's ``"mean"`` is the plain mean of its ``"none"``
+  output (``l1_loss``, ``mse_loss``; not ``ctc_loss`` or a class-weighted
+  ``cross_entropy``). Only then can :func:`lossfn.distributed.mean` take the loss:
+  inside that call the mean is computed from ``"none"`` by the shared ``reduce_loss``,
+  which hands it the sum and the count.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from torch import Tensor
 
 from lossfn.registry import DEFAULT_KIND, Feature, InputCheck, Reduction, check_reduction, register_loss
 
-from ._common import check_floating, check_same_shape
+from ._common import MEANS, check_floating, check_same_shape, reduce_loss
 
 __all__ = ["register_torch_loss"]
 
@@ -81,6 +86,7 @@ def register_torch_loss(
     doc: str | None = None,
     kind: str = DEFAULT_KIND,
     validate: Callable[..., InputCheck | None] | None = None,
+    elementwise_mean: bool = False,
 ) -> Callable[..., Tensor]:
     """Register ``torch_fn`` (a ``torch.nn.functional`` loss) as the lossfn loss ``name``.
 
@@ -103,6 +109,9 @@ def register_torch_loss(
         kind: what model output the loss consumes (``"logits"``).
         validate: a ``validate(*inputs, **params) -> InputCheck | None`` hook (see
             :func:`lossfn.register_loss`).
+        elementwise_mean: torch's ``"mean"`` is the mean of its ``"none"`` output
+            (checked for every registered loss by the conformance suite), so
+            :func:`lossfn.distributed.mean` can take the loss.
 
     Returns:
         The registered loss, a pure function of the lossfn contract.
@@ -166,6 +175,8 @@ def register_torch_loss(
             check_same_shape(name, tensors[0], args[positions[arg]], names=(first, arg))
         extra = dict(zip(exposed_optional, args[count:]))
         check_reduction(name, reduction)
+        if reduction == "mean" and elementwise_mean and MEANS:  # lossfn.distributed.mean is listening
+            return reduce_loss(torch_fn(*tensors, **extra, **kwargs, reduction="none"), "mean", name=name)
         if reduction == "mean" and any(isinstance(t, Tensor) and t.numel() == 0 for t in tensors):
             return torch_fn(*tensors, **extra, **kwargs, reduction="sum")  # nothing to average: 0, not nan
         return torch_fn(*tensors, **extra, **kwargs, reduction=reduction)
