@@ -46,6 +46,23 @@ def skip_if(case: Case, check: str) -> None:
         pytest.skip(f"{case.name}: {case.skip[check]}")
 
 
+#: The checks a test runs part of before it calls ``skip_if`` (the rest of the test still runs).
+PARTIAL_CHECKS = {"compile", "reduction_consistency", "tensor_hyperparameters"}
+
+
+@pytest.fixture(autouse=True)
+def _skip_what_the_case_says(request):
+    """A case may skip a whole generic check that does not apply to its loss (a
+    batch-coupled loss has no single-example gradient): ``Case.skip`` keyed by the
+    test's name without ``test_``, with the reason shown in the report."""
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("name") if callspec is not None else None
+    if name in CASES:
+        check = request.node.originalname.removeprefix("test_")
+        if check in CASES[name].skip:
+            pytest.skip(f"{name}: {CASES[name].skip[check]}")
+
+
 def settings(name: str) -> list[Any]:
     """(name, params) pairs for parametrization, with readable ids."""
     case = CASES.get(name)
@@ -92,6 +109,14 @@ def test_every_loss_has_a_case():
 def test_every_case_names_a_registered_loss():
     unknown = sorted(set(CASES) - set(NAMES))
     assert not unknown, f"cases for losses that are not registered: {unknown}"
+
+
+def test_every_skip_names_a_check():
+    """A misspelt skip would silently skip nothing: each key names a test here or a partial check."""
+    tests = {n.removeprefix("test_") for n in globals() if n.startswith("test_")}
+    for case in CASES.values():
+        unknown = set(case.skip) - tests - PARTIAL_CHECKS
+        assert not unknown, f"{case.name}: skip keys that name no check: {sorted(unknown)}"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -76,8 +76,12 @@ class Case:
             per-class hyperparameter (``class_weights``): a config with ``C`` weights
             runs on inputs with ``C`` classes (``tests/test_config_robustness.py``).
         skip: ``{check: reason}`` for generic checks that do not apply to this
-            loss (e.g. ``"reduction_consistency"`` for a loss whose mean is not a
-            mean of per-example values). The reason is shown in the test report.
+            loss. A key is a test of ``tests/test_conformance.py`` without its
+            ``test_`` prefix (``"per_example_gradients"`` for a batch-coupled loss:
+            the whole test is skipped), or one of its partial checks
+            (``"reduction_consistency"`` for a loss whose mean is not a mean of
+            per-example values, ``"compile"``, ``"tensor_hyperparameters"``: the
+            test's earlier checks still run). The reason is shown in the test report.
     """
 
     name: str
