@@ -13,7 +13,10 @@ from lossfn.registry import registered as _registered
 from ._binary import binary_weighted_cross_entropy
 from ._binary import sigmoid_cross_entropy
 from ._common import reduce_loss
-from ._softmax import softmax_cross_entropy
+from ._entmax import entmax15
+from ._entmax import sparsemax
+from ._entmax_math import entmax15_probabilities
+from ._entmax_math import sparsemax_probabilities
 from ._ordinal import corn
 from ._regression import huber
 from ._regression import mean_absolute_error
@@ -23,6 +26,7 @@ from ._regression import root_mean_squared_error
 from ._regression import root_mean_squared_percentage_error
 from ._sequence import next_token_softmax_cross_entropy
 from ._sequence import sequence_softmax_cross_entropy
+from ._softmax import softmax_cross_entropy
 from ._tempered import bi_tempered_binary_logistic_loss
 from ._tempered import bi_tempered_logistic_loss
 from ._tempered_math import exp_t
@@ -36,6 +40,8 @@ __all__ = [
     "bi_tempered_logistic_loss",
     "binary_weighted_cross_entropy",
     "corn",
+    "entmax15",
+    "entmax15_probabilities",
     "exp_t",
     "huber",
     "log_t",
@@ -50,6 +56,8 @@ __all__ = [
     "sequence_softmax_cross_entropy",
     "sigmoid_cross_entropy",
     "softmax_cross_entropy",
+    "sparsemax",
+    "sparsemax_probabilities",
     "tempered_sigmoid",
     "tempered_softmax",
 ]
