@@ -25,7 +25,9 @@ def test_list_shows_every_loss(capsys):
     for name, spec in lossfn.registered().items():
         line = next(line for line in out.splitlines() if line.startswith(name + " "))
         assert all(f.value in line for f in spec.features)
-        assert ", ".join(spec.inputs) in line
+        # the inputs in order, an optional one shown with its default (labels=None)
+        inputs = [n if n in spec.required_inputs else f"{n}=None" for n in spec.inputs]
+        assert ", ".join(inputs) in line
         assert all(f"{p.name}={p.default!r}" in line for p in spec.params)
 
 

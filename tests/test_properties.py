@@ -58,10 +58,10 @@ def test_random_valid_hyperparameters_give_finite_consistent_losses(name):
     @given(params=hyperparameters(name), seed=st.integers(0, 2**16), batch=st.integers(1, 9))
     def check(params, seed, batch):
         lossfn.decode_config({"type": name, **params})  # what hypothesis drew is a valid config
-        logits, labels = case.make(batch, torch.float32, torch.Generator().manual_seed(seed))
+        logits, *rest = case.make(batch, torch.float32, torch.Generator().manual_seed(seed))
         fn = lossfn.get_loss(name).fn
-        none = fn(logits, labels, **params, reduction="none")
-        total = fn(logits, labels, **params, reduction="sum")
+        none = fn(logits, *rest, **params, reduction="none")
+        total = fn(logits, *rest, **params, reduction="sum")
         assert torch.isfinite(none).all() and none.dtype == logits.dtype
         if "reduction_consistency" not in case.skip:
             torch.testing.assert_close(total, none.sum(), rtol=1e-5, atol=1e-5)
@@ -76,8 +76,8 @@ def test_losses_at_defaults_are_non_negative(name):
     @SETTINGS
     @given(seed=st.integers(0, 2**16), scale=st.floats(1e-3, 1e3))
     def check(seed, scale):
-        logits, labels = case.make(5, torch.float64, torch.Generator().manual_seed(seed))
-        loss = lossfn.get_loss(name).fn(logits * scale, labels, reduction="none")
+        logits, *rest = case.make(5, torch.float64, torch.Generator().manual_seed(seed))
+        loss = lossfn.get_loss(name).fn(logits * scale, *rest, reduction="none")
         assert (loss >= -1e-12).all()
 
     check()

@@ -61,7 +61,7 @@ def test_unknown_name_lists_close_matches():
 
 
 def test_losses_for_rejects_unknown_feature():
-    with pytest.raises(ValueError, match="unknown feature type 'colour'; expected one of: binary"):
+    with pytest.raises(ValueError, match="unknown feature type 'colour'; expected one of: anomaly, binary"):
         losses_for("colour")
 
 

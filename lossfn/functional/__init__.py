@@ -10,6 +10,9 @@ from typing import Any
 from lossfn.registry import get_loss as _get_loss
 from lossfn.registry import registered as _registered
 
+from ._anomaly import deep_sad
+from ._anomaly import deep_svdd
+from ._anomaly import drocc
 from ._binary import binary_weighted_cross_entropy
 from ._binary import sigmoid_cross_entropy
 from ._common import reduce_loss
@@ -40,6 +43,9 @@ __all__ = [
     "bi_tempered_logistic_loss",
     "binary_weighted_cross_entropy",
     "corn",
+    "deep_sad",
+    "deep_svdd",
+    "drocc",
     "entmax15",
     "entmax15_probabilities",
     "exp_t",

@@ -10,6 +10,7 @@ __all__ = ["Feature", "DEFAULT_LOSS"]
 class Feature(enum.StrEnum):
     """The kind of model output a loss serves (Ludwig's output-feature types)."""
 
+    ANOMALY = "anomaly"
     BINARY = "binary"
     CATEGORY = "category"
     CATEGORY_DISTRIBUTION = "category_distribution"
@@ -33,6 +34,7 @@ class Feature(enum.StrEnum):
 
 #: The loss a feature type uses when a config names none (Ludwig's defaults).
 DEFAULT_LOSS: dict[Feature, str] = {
+    Feature.ANOMALY: "deep_svdd",
     Feature.BINARY: "binary_weighted_cross_entropy",
     Feature.CATEGORY: "softmax_cross_entropy",
     Feature.CATEGORY_DISTRIBUTION: "softmax_cross_entropy",
