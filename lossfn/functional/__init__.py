@@ -27,6 +27,8 @@ from ._regression import mean_absolute_percentage_error
 from ._regression import mean_squared_error
 from ._regression import root_mean_squared_error
 from ._regression import root_mean_squared_percentage_error
+from ._segmentation import dice
+from ._segmentation import lovasz_softmax
 from ._sequence import next_token_softmax_cross_entropy
 from ._sequence import sequence_softmax_cross_entropy
 from ._softmax import softmax_cross_entropy
@@ -45,12 +47,14 @@ __all__ = [
     "corn",
     "deep_sad",
     "deep_svdd",
+    "dice",
     "drocc",
     "entmax15",
     "entmax15_probabilities",
     "exp_t",
     "huber",
     "log_t",
+    "lovasz_softmax",
     "mean_absolute_error",
     "mean_absolute_percentage_error",
     "mean_squared_error",
