@@ -16,10 +16,13 @@ from ._anomaly import drocc
 from ._binary import binary_weighted_cross_entropy
 from ._binary import sigmoid_cross_entropy
 from ._common import reduce_loss
+from ._contrastive import nt_xent
 from ._entmax import entmax15
 from ._entmax import sparsemax
 from ._entmax_math import entmax15_probabilities
 from ._entmax_math import sparsemax_probabilities
+from ._open_set import entropic_open_set
+from ._open_set import objectosphere
 from ._ordinal import corn
 from ._regression import huber
 from ._regression import mean_absolute_error
@@ -51,6 +54,7 @@ __all__ = [
     "drocc",
     "entmax15",
     "entmax15_probabilities",
+    "entropic_open_set",
     "exp_t",
     "huber",
     "log_t",
@@ -59,6 +63,8 @@ __all__ = [
     "mean_absolute_percentage_error",
     "mean_squared_error",
     "next_token_softmax_cross_entropy",
+    "nt_xent",
+    "objectosphere",
     "reduce_loss",
     "register_torch_loss",
     "root_mean_squared_error",
