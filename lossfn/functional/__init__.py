@@ -21,6 +21,8 @@ from ._entmax import entmax15
 from ._entmax import sparsemax
 from ._entmax_math import entmax15_probabilities
 from ._entmax_math import sparsemax_probabilities
+from ._focal import focal
+from ._focal import poly
 from ._open_set import entropic_open_set
 from ._open_set import objectosphere
 from ._ordinal import corn
@@ -56,6 +58,7 @@ __all__ = [
     "entmax15_probabilities",
     "entropic_open_set",
     "exp_t",
+    "focal",
     "huber",
     "log_t",
     "lovasz_softmax",
@@ -65,6 +68,7 @@ __all__ = [
     "next_token_softmax_cross_entropy",
     "nt_xent",
     "objectosphere",
+    "poly",
     "reduce_loss",
     "register_torch_loss",
     "root_mean_squared_error",
