@@ -173,7 +173,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.files:
         what, count, problems = file_problems(path, feature=args.feature, max_bytes=args.max_bytes)
-        shown = clean(path, limit=300)
+        shown = clean(path, limit=300, echo=300)  # a path is shown whole up to 300 characters
         for problem in problems:
             print(f"{shown}: {problem}", file=sys.stderr)
         if problems:

@@ -98,6 +98,16 @@ def test_validate_bad_files_name_file_and_path(tmp_path, name):
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+def test_validate_names_a_long_path_whole(tmp_path):
+    """A path longer than the 80 characters a value is echoed with is still shown whole."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    path = deep / "unknown_field.yaml"
+    path.write_text(BAD["unknown_field.yaml"][0])
+    result = run("validate", str(path))
+    assert result.returncode == 1 and result.stderr.startswith(f"{path}: ")
+
+
 def test_validate_reports_every_file(tmp_path):
     (tmp_path / "a.json").write_text(BAD["range.json"][0])
     (tmp_path / "b.json").write_text(GOOD["one.json"])
