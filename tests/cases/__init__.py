@@ -75,6 +75,11 @@ class Case:
         classes: ``classes(C)`` is a ``make`` for ``C`` classes, for a loss with a
             per-class hyperparameter (``class_weights``): a config with ``C`` weights
             runs on inputs with ``C`` classes (``tests/test_config_robustness.py``).
+        labels_bounded: the labels have a valid range that the module's ``validate=``
+            hook checks (class indices, targets in [0, 1]); False for real-valued
+            targets whose hook checks another input (``gaussian_nll``'s variance).
+        nonnegative: the loss is never negative; False for a negative log-likelihood
+            whose constant terms are dropped (torch's ``poisson_nll_loss``, too).
         skip: ``{check: reason}`` for generic checks that do not apply to this
             loss. A key is a test of ``tests/test_conformance.py`` without its
             ``test_`` prefix (``"per_example_gradients"`` for a batch-coupled loss:
@@ -97,6 +102,8 @@ class Case:
     twins: tuple[Twin, ...] = ()
     kind: str = "logits"
     classes: Callable[[int], Callable[[int, torch.dtype, torch.Generator], Inputs]] | None = None
+    labels_bounded: bool = True
+    nonnegative: bool = True
 
 
 def class_logits(num_classes: int) -> Callable[[int, torch.dtype, torch.Generator], Inputs]:
