@@ -82,6 +82,19 @@ LUDWIG_CATALOG = {
     "next_token_softmax_cross_entropy": ({"sequence", "text"}, {**_SOFTMAX_FIELDS, "unique": False}),
     "sigmoid_cross_entropy": ({"set"}, {"class_weights": None}),
     "corn": ({"category"}, {}),
+    # added in Ludwig 0.12 .. 0.17 (0.17.8's ludwig/schema/features/loss/loss.py)
+    "deep_svdd": ({"anomaly"}, {"nu": 0.1}),
+    "deep_sad": ({"anomaly"}, {"eta": 1.0}),
+    "drocc": ({"anomaly"}, {"perturbation_strength": 0.1, "num_perturbation_steps": 5}),
+    "entropic_open_set": ({"binary", "category"}, {"background_class": None}),
+    "objectosphere": ({"binary", "category"}, {"background_class": None, "xi": 10.0, "zeta": 0.1}),
+    "focal": ({"binary", "category", "image"}, {"alpha": 0.25, "gamma": 2.0}),
+    "dice": ({"image"}, {"smooth": 1.0}),
+    "lovasz_softmax": ({"image"}, {}),
+    "nt_xent": ({"vector"}, {"temperature": 0.07}),
+    "poly": ({"category"}, {"epsilon": 1.0}),
+    "sparsemax": ({"category", "text", "sequence"}, {}),
+    "entmax15": ({"category", "text", "sequence"}, {}),
 }
 #: feature types a loss serves beyond Ludwig's registration of it: Ludwig's category_distribution
 #: output trains with softmax cross-entropy on probability labels, but registers no loss for it
@@ -91,9 +104,13 @@ LOSSFN_EXTRAS = {
     "softmax_cross_entropy": {"label_smoothing": 0.0, "ignore_index": -100},
     "sequence_softmax_cross_entropy": {"label_smoothing": 0.0, "padding_index": 2},
     "next_token_softmax_cross_entropy": {"label_smoothing": 0.0, "padding_index": -100},
+    # -100: Ludwig's IGNORE_INDEX_TOKEN_ID, the default of the entmax losses it wraps
+    "sparsemax": {"ignore_index": -100},
+    "entmax15": {"ignore_index": -100},
 }
 #: Ludwig's default loss of each output feature (the ``loss`` field of its feature schemas)
 LUDWIG_DEFAULTS = {
+    "anomaly": "deep_svdd",
     "binary": "binary_weighted_cross_entropy",
     "category": "softmax_cross_entropy",
     "category_distribution": "softmax_cross_entropy",
@@ -123,6 +140,35 @@ def test_config_fields_are_ludwigs_plus_extras(name):
     config = lossfn.decode_config({"type": name, "weight": 2.0, **ludwig_fields})
     assert config.weight == 2.0
     assert {k: getattr(config, k) for k in ludwig_fields} == ludwig_fields
+
+
+def test_the_catalog_is_ludwigs_whole_current_one():
+    """Ludwig 0.17.8 registers 24 loss types; each is registered here under its name."""
+    assert len(LUDWIG_CATALOG) == 24
+    assert set(LUDWIG_CATALOG) <= set(lossfn.registered())
+
+
+def test_docs_list_every_ludwig_loss_with_its_features():
+    """docs/ludwig.md's catalog table has a row per loss type, with its feature types."""
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "ludwig.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2] for line in text.splitlines()
+            if line.startswith("| `")}
+    for name, (features, _) in LUDWIG_CATALOG.items():
+        assert name in rows, f"docs/ludwig.md has no row for {name}"
+        assert {f.strip() for f in rows[name].split(",")} == features | LOSSFN_EXTRA_FEATURES.get(name, set()), name
+
+
+@pytest.mark.parametrize("name", sorted(LUDWIG_CATALOG))
+def test_a_ludwig_loss_block_decodes_for_each_feature_and_builds(name):
+    """A ``loss:`` block as Ludwig writes it back (every field, its defaults, ``weight``)
+    decodes unchanged under each of the loss's feature types and builds its module."""
+    features, fields = LUDWIG_CATALOG[name]
+    block = {"type": name, "weight": 1.0, **fields}
+    for feature in sorted(features):
+        config = lossfn.decode_config(dict(block), feature=feature)
+        assert {k: getattr(config, k) for k in fields} == fields and config.weight == 1.0
+        module = lossfn.build(config)
+        assert isinstance(module, torch.nn.Module) and type(module).__name__ == lossfn.get_loss(name).module.__name__
 
 
 def test_default_loss_of_each_feature_is_ludwigs():
