@@ -17,6 +17,9 @@ from ._binary import binary_weighted_cross_entropy
 from ._binary import sigmoid_cross_entropy
 from ._common import reduce_loss
 from ._contrastive import nt_xent
+from ._divergence import jensen_shannon
+from ._divergence import kl_divergence
+from ._divergence import knowledge_distillation
 from ._entmax import entmax15
 from ._entmax import sparsemax
 from ._entmax_math import entmax15_probabilities
@@ -60,6 +63,9 @@ __all__ = [
     "exp_t",
     "focal",
     "huber",
+    "jensen_shannon",
+    "kl_divergence",
+    "knowledge_distillation",
     "log_t",
     "lovasz_softmax",
     "mean_absolute_error",
