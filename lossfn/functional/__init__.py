@@ -26,6 +26,13 @@ from ._entmax_math import entmax15_probabilities
 from ._entmax_math import sparsemax_probabilities
 from ._focal import focal
 from ._focal import poly
+from ._margin import binary_sparsemax
+from ._margin import hinge
+from ._margin import perceptron
+from ._margin_multiclass import multi_margin
+from ._margin_multiclass import multiclass_hinge
+from ._margin_multiclass import multiclass_perceptron
+from ._margin_multiclass import multilabel_margin
 from ._open_set import entropic_open_set
 from ._open_set import objectosphere
 from ._ordinal import corn
@@ -51,6 +58,7 @@ from ._torch_route import register_torch_loss
 __all__ = [
     "bi_tempered_binary_logistic_loss",
     "bi_tempered_logistic_loss",
+    "binary_sparsemax",
     "binary_weighted_cross_entropy",
     "corn",
     "deep_sad",
@@ -62,6 +70,7 @@ __all__ = [
     "entropic_open_set",
     "exp_t",
     "focal",
+    "hinge",
     "huber",
     "jensen_shannon",
     "kl_divergence",
@@ -71,9 +80,14 @@ __all__ = [
     "mean_absolute_error",
     "mean_absolute_percentage_error",
     "mean_squared_error",
+    "multi_margin",
+    "multiclass_hinge",
+    "multiclass_perceptron",
+    "multilabel_margin",
     "next_token_softmax_cross_entropy",
     "nt_xent",
     "objectosphere",
+    "perceptron",
     "poly",
     "reduce_loss",
     "register_torch_loss",
