@@ -26,6 +26,7 @@ from ._entmax_math import entmax15_probabilities
 from ._entmax_math import sparsemax_probabilities
 from ._focal import focal
 from ._focal import poly
+from ._lovasz_hinge import lovasz_hinge
 from ._margin import binary_sparsemax
 from ._margin import hinge
 from ._margin import perceptron
@@ -36,6 +37,9 @@ from ._margin_multiclass import multilabel_margin
 from ._open_set import entropic_open_set
 from ._open_set import objectosphere
 from ._ordinal import corn
+from ._overlap import generalized_dice
+from ._overlap import jaccard
+from ._overlap import tversky
 from ._regression import huber
 from ._regression import mean_absolute_error
 from ._regression import mean_absolute_percentage_error
@@ -70,12 +74,15 @@ __all__ = [
     "entropic_open_set",
     "exp_t",
     "focal",
+    "generalized_dice",
     "hinge",
     "huber",
+    "jaccard",
     "jensen_shannon",
     "kl_divergence",
     "knowledge_distillation",
     "log_t",
+    "lovasz_hinge",
     "lovasz_softmax",
     "mean_absolute_error",
     "mean_absolute_percentage_error",
@@ -100,6 +107,7 @@ __all__ = [
     "sparsemax_probabilities",
     "tempered_sigmoid",
     "tempered_softmax",
+    "tversky",
 ]
 
 
