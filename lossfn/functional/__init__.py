@@ -46,6 +46,12 @@ from ._regression import mean_absolute_percentage_error
 from ._regression import mean_squared_error
 from ._regression import root_mean_squared_error
 from ._regression import root_mean_squared_percentage_error
+from ._regression_extra import gaussian_nll
+from ._regression_extra import poisson_nll
+from ._regression_extra import quantile
+from ._robust_regression import general_robust
+from ._robust_regression import log_cosh
+from ._robust_regression import smooth_l1
 from ._segmentation import dice
 from ._segmentation import lovasz_softmax
 from ._sequence import next_token_softmax_cross_entropy
@@ -74,6 +80,8 @@ __all__ = [
     "entropic_open_set",
     "exp_t",
     "focal",
+    "gaussian_nll",
+    "general_robust",
     "generalized_dice",
     "hinge",
     "huber",
@@ -81,6 +89,7 @@ __all__ = [
     "jensen_shannon",
     "kl_divergence",
     "knowledge_distillation",
+    "log_cosh",
     "log_t",
     "lovasz_hinge",
     "lovasz_softmax",
@@ -95,13 +104,16 @@ __all__ = [
     "nt_xent",
     "objectosphere",
     "perceptron",
+    "poisson_nll",
     "poly",
+    "quantile",
     "reduce_loss",
     "register_torch_loss",
     "root_mean_squared_error",
     "root_mean_squared_percentage_error",
     "sequence_softmax_cross_entropy",
     "sigmoid_cross_entropy",
+    "smooth_l1",
     "softmax_cross_entropy",
     "sparsemax",
     "sparsemax_probabilities",
