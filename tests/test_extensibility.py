@@ -223,15 +223,15 @@ def test_a_three_input_loss_gets_everything_for_free(capsys):
 
 def _torch_inputs(name: str, g: torch.Generator):
     f64 = torch.float64
-    if name == "margin_ranking":
+    if name == "torch_margin_ranking":
         return torch.randn(6, generator=g, dtype=f64), torch.randn(6, generator=g, dtype=f64), torch.sign(torch.randn(6, generator=g, dtype=f64))
-    if name == "triplet_margin":
+    if name == "torch_triplet_margin":
         return tuple(torch.randn(6, 4, generator=g, dtype=f64) for _ in range(3))
-    if name == "cosine_embedding":
+    if name == "torch_cosine_embedding":
         return torch.randn(6, 4, generator=g, dtype=f64), torch.randn(6, 4, generator=g, dtype=f64), torch.sign(torch.randn(6, generator=g, dtype=f64))
-    if name == "gaussian_nll":
+    if name == "torch_gaussian_nll":
         return torch.randn(6, 2, generator=g, dtype=f64), torch.randn(6, 2, generator=g, dtype=f64), torch.rand(6, 2, generator=g, dtype=f64) + 0.1
-    if name == "ctc":
+    if name == "torch_ctc":
         log_probs = torch.randn(8, 2, 5, generator=g, dtype=f64).log_softmax(2)  # [T, B, C]
         targets = torch.randint(1, 5, (2, 3), generator=g)
         return log_probs, targets, torch.tensor([8, 7]), torch.tensor([3, 2])
@@ -245,12 +245,12 @@ def _torch_inputs(name: str, g: torch.Generator):
 
 
 TORCH_ROUTE = {  # lossfn name -> (torch function, the hyperparameters to pass, the inputs lossfn finds)
-    "margin_ranking": (torch.nn.functional.margin_ranking_loss, {"margin": 0.5}, ("input1", "input2", "target")),
-    "triplet_margin": (torch.nn.functional.triplet_margin_loss, {"margin": 0.3, "p": 1.5, "swap": True},
+    "torch_margin_ranking": (torch.nn.functional.margin_ranking_loss, {"margin": 0.5}, ("input1", "input2", "target")),
+    "torch_triplet_margin": (torch.nn.functional.triplet_margin_loss, {"margin": 0.3, "p": 1.5, "swap": True},
                        ("anchor", "positive", "negative")),
-    "cosine_embedding": (torch.nn.functional.cosine_embedding_loss, {"margin": 0.25}, ("input1", "input2", "target")),
-    "gaussian_nll": (torch.nn.functional.gaussian_nll_loss, {"full": True, "eps": 1e-4}, ("input", "target", "var")),
-    "ctc": (torch.nn.functional.ctc_loss, {"blank": 0, "zero_infinity": True},
+    "torch_cosine_embedding": (torch.nn.functional.cosine_embedding_loss, {"margin": 0.25}, ("input1", "input2", "target")),
+    "torch_gaussian_nll": (torch.nn.functional.gaussian_nll_loss, {"full": True, "eps": 1e-4}, ("input", "target", "var")),
+    "torch_ctc": (torch.nn.functional.ctc_loss, {"blank": 0, "zero_infinity": True},
             ("log_probs", "targets", "input_lengths", "target_lengths")),
     "torch_ce": (torch.nn.functional.cross_entropy, {"label_smoothing": 0.1}, ("input", "target", "weight")),
     "kl": (torch.nn.functional.kl_div, {"log_target": False}, ("input", "target")),
@@ -277,14 +277,14 @@ def test_torch_route_registers_any_torch_loss_and_gives_torchs_number(name, redu
 
 def test_torch_route_types_hyperparameters_as_torch_annotates_them():
     with temporary_registry():
-        lossfn.register_torch_loss("margin_ranking", ["vector"], torch.nn.functional.margin_ranking_loss)
-        lossfn.register_torch_loss("ctc", ["sequence"], torch.nn.functional.ctc_loss)
-        margin = {p.name: p for p in lossfn.get_loss("margin_ranking").params}["margin"]
+        lossfn.register_torch_loss("torch_margin_ranking", ["vector"], torch.nn.functional.margin_ranking_loss)
+        lossfn.register_torch_loss("torch_ctc", ["sequence"], torch.nn.functional.ctc_loss)
+        margin = {p.name: p for p in lossfn.get_loss("torch_margin_ranking").params}["margin"]
         assert margin.default == 0.0 and isinstance(margin.default, float)  # torch: `margin: float = 0`
-        assert lossfn.decode_config({"type": "margin_ranking", "margin": 0.5}).margin == 0.5
-        ctc = {p.name: p.default for p in lossfn.get_loss("ctc").params}
+        assert lossfn.decode_config({"type": "torch_margin_ranking", "margin": 0.5}).margin == 0.5
+        ctc = {p.name: p.default for p in lossfn.get_loss("torch_ctc").params}
         assert ctc == {"blank": 0, "zero_infinity": False} and type(ctc["blank"]) is int
-        assert [p.name for p in lossfn.get_loss("margin_ranking").params] == ["margin"]  # size_average/reduce hidden
+        assert [p.name for p in lossfn.get_loss("torch_margin_ranking").params] == ["margin"]  # size_average/reduce hidden
 
 
 def test_torch_route_optional_tensor_arguments_are_optional_inputs():
@@ -315,20 +315,20 @@ def test_torch_route_optional_tensor_arguments_are_optional_inputs():
 def test_torch_route_checks_bounds_and_hides_what_a_config_cannot_hold():
     with temporary_registry():
         smooth_l1 = lossfn.register_torch_loss(
-            "smooth_l1", ["number"], torch.nn.functional.smooth_l1_loss, constraints={"beta": Meta(ge=0)},
+            "torch_smooth_l1", ["number"], torch.nn.functional.smooth_l1_loss, constraints={"beta": Meta(ge=0)},
             same_shape=True,
         )
-        spec = lossfn.get_loss("smooth_l1")
+        spec = lossfn.get_loss("torch_smooth_l1")
         assert [p.name for p in spec.params] == ["beta"]  # size_average/reduce hidden
         x, y = torch.randn(5, 3), torch.randn(5, 3)
         for reduction in ("mean", "none", "sum"):
             expected = torch.nn.functional.smooth_l1_loss(x, y, beta=0.5, reduction=reduction)
             torch.testing.assert_close(smooth_l1(x, y, beta=0.5, reduction=reduction), expected)
         with pytest.raises(msgspec.ValidationError, match=r"at `\$.beta`"):
-            lossfn.nn.SmoothL1(beta=-1.0)
-        with pytest.raises(ValueError, match=r"^smooth_l1: beta must be a number >= 0 and <= 1e\+15; got -1.0"):
+            lossfn.nn.TorchSmoothL1(beta=-1.0)
+        with pytest.raises(ValueError, match=r"^torch_smooth_l1: beta must be a number >= 0 and <= 1e\+15; got -1.0"):
             smooth_l1(x, y, beta=-1.0)
-        with pytest.raises(ValueError, match=r"^smooth_l1: target must be of the same shape as input"):
+        with pytest.raises(ValueError, match=r"^torch_smooth_l1: target must be of the same shape as input"):
             smooth_l1(x, y[:, :2])
         assert smooth_l1(torch.zeros(0), torch.zeros(0)).item() == 0.0  # torch: nan
         # a callable parameter stays at torch's default, and the docstring says so
@@ -339,8 +339,8 @@ def test_torch_route_checks_bounds_and_hides_what_a_config_cannot_hold():
         assert "Checked against" not in spec.doc  # it claims nothing that was not checked
         # one line again from the same source (a re-run cell) replaces it, with a warning
         with pytest.warns(lossfn.registry.LossRedefinedWarning):
-            lossfn.register_torch_loss("smooth_l1", ["number"], torch.nn.functional.smooth_l1_loss)
+            lossfn.register_torch_loss("torch_smooth_l1", ["number"], torch.nn.functional.smooth_l1_loss)
         with pytest.raises(lossfn.DuplicateLossError):
-            lossfn.register_torch_loss("smooth_l1", ["number"], torch.nn.functional.l1_loss)
+            lossfn.register_torch_loss("torch_smooth_l1", ["number"], torch.nn.functional.l1_loss)
     with pytest.raises(TypeError, match="takes no 'reduction' argument"):
         lossfn.register_torch_loss("not_a_loss", ["number"], torch.nn.functional.relu)

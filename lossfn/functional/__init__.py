@@ -40,6 +40,12 @@ from ._ordinal import corn
 from ._overlap import generalized_dice
 from ._overlap import jaccard
 from ._overlap import tversky
+from ._pairs import cosine_distance
+from ._pairs import cosine_embedding
+from ._pairs import hinge_embedding
+from ._pairs import margin_ranking
+from ._pairs import triplet_margin
+from ._ranking import ranking_softmax
 from ._regression import huber
 from ._regression import mean_absolute_error
 from ._regression import mean_absolute_percentage_error
@@ -57,6 +63,7 @@ from ._segmentation import lovasz_softmax
 from ._sequence import next_token_softmax_cross_entropy
 from ._sequence import sequence_softmax_cross_entropy
 from ._softmax import softmax_cross_entropy
+from ._supcon import supervised_contrastive
 from ._tempered import bi_tempered_binary_logistic_loss
 from ._tempered import bi_tempered_logistic_loss
 from ._tempered_math import exp_t
@@ -71,6 +78,8 @@ __all__ = [
     "binary_sparsemax",
     "binary_weighted_cross_entropy",
     "corn",
+    "cosine_distance",
+    "cosine_embedding",
     "deep_sad",
     "deep_svdd",
     "dice",
@@ -84,6 +93,7 @@ __all__ = [
     "general_robust",
     "generalized_dice",
     "hinge",
+    "hinge_embedding",
     "huber",
     "jaccard",
     "jensen_shannon",
@@ -93,6 +103,7 @@ __all__ = [
     "log_t",
     "lovasz_hinge",
     "lovasz_softmax",
+    "margin_ranking",
     "mean_absolute_error",
     "mean_absolute_percentage_error",
     "mean_squared_error",
@@ -107,6 +118,7 @@ __all__ = [
     "poisson_nll",
     "poly",
     "quantile",
+    "ranking_softmax",
     "reduce_loss",
     "register_torch_loss",
     "root_mean_squared_error",
@@ -117,8 +129,10 @@ __all__ = [
     "softmax_cross_entropy",
     "sparsemax",
     "sparsemax_probabilities",
+    "supervised_contrastive",
     "tempered_sigmoid",
     "tempered_softmax",
+    "triplet_margin",
     "tversky",
 ]
 
