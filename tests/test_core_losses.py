@@ -3,6 +3,10 @@ probability labels, per-pixel logits, input errors, and the module's range check
 
 from __future__ import annotations
 
+import json
+import math
+import pathlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -218,3 +222,57 @@ def test_one_example_without_a_batch_dimension_as_in_torch(gen):
     per_example = torch.func.vmap(torch.func.grad(LF.softmax_cross_entropy))(batch, labels)
     expected = torch.func.vmap(torch.func.grad(F.cross_entropy))(batch, labels)
     torch.testing.assert_close(per_example, expected)
+
+
+# -- a masked class (logit -inf) under probability targets with no mass there (optax #896) ----
+
+OPTAX_SAFE_CE = json.loads((pathlib.Path(__file__).parent / "data" / "likelihood_optax.json").read_text())["cases"]
+
+
+def _masked_logits(case):
+    logits = torch.tensor(case["logits"], dtype=torch.float64)
+    for row, column in case["masked"]:
+        logits[row, column] = -math.inf
+    return logits
+
+
+@pytest.mark.parametrize("case", OPTAX_SAFE_CE, ids=[c["label"] for c in OPTAX_SAFE_CE])
+def test_probability_targets_with_a_masked_class_are_optaxs_safe_cross_entropy(case):
+    """optax.losses.safe_softmax_cross_entropy (stored vectors): 0 · log 0 = 0 at the masked
+    class; F.cross_entropy (and optax's softmax_cross_entropy) give NaN there."""
+    logits, labels = _masked_logits(case), torch.tensor(case["labels"], dtype=torch.float64)
+    leaf = logits.clone().requires_grad_()
+    value = LF.softmax_cross_entropy(leaf, labels, reduction="none")
+    (gradient,) = torch.autograd.grad(value.sum(), leaf)
+    torch.testing.assert_close(value.detach(), torch.tensor(case["value"], dtype=torch.float64), rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(gradient, torch.tensor(case["gradient"], dtype=torch.float64), rtol=1e-12, atol=1e-13)
+    assert torch.isnan(F.cross_entropy(logits, labels, reduction="none")).any() == case["softmax_cross_entropy_is_nan"]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("options", [{}, {"class_weights": [1.0, 2.0, 0.5, 3.0]}, {"robust_lambda": 0.2},
+                                     {"confidence_penalty": 0.3}, {"ignore_index": 1}])
+def test_probability_targets_with_a_masked_class_are_the_cross_entropy_over_the_others(gen, reduction, options):
+    """The last class masked (-inf, no target mass) in every example: the number is the one
+    over the other classes, finite, and the masked class gets a zero gradient."""
+    logits = 3 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    logits[:, 3] = -math.inf
+    labels = torch.softmax(torch.randn(6, 3, generator=gen, dtype=torch.float64), 1)
+    labels = torch.cat([labels, torch.zeros(6, 1, dtype=torch.float64)], 1)
+    leaf = logits.clone().requires_grad_()
+    value = LF.softmax_cross_entropy(leaf, labels, **options, reduction=reduction)
+    (gradient,) = torch.autograd.grad(value.sum(), leaf)
+    assert torch.isfinite(value).all() and torch.isfinite(gradient).all() and (gradient[:, 3] == 0).all()
+    live = {k: v[:3] if k == "class_weights" else v for k, v in options.items()}
+    # over the three live classes the options mean the same, save the penalties' 1/C and log C
+    if "robust_lambda" in options or "confidence_penalty" in options:
+        log_p = torch.log_softmax(logits[:, :3], 1)
+        ce = -(labels[:, :3] * log_p).sum(1)
+        lam, beta = options.get("robust_lambda", 0.0), options.get("confidence_penalty", 0.0)
+        entropy = -(log_p.exp() * log_p).sum(1)
+        expected = (1 - lam) * ce + lam / 4 + beta * (1 - entropy / math.log(4))
+        expected = {"none": expected, "sum": expected.sum(), "mean": expected.mean()}[reduction]
+    else:  # ignore_index does not apply to probabilities
+        weight = None if "class_weights" not in live else torch.tensor(live["class_weights"], dtype=torch.float64)
+        expected = F.cross_entropy(logits[:, :3], labels[:, :3], weight=weight, reduction=reduction)
+    torch.testing.assert_close(value.detach(), expected)

@@ -13,6 +13,7 @@ from lossfn.registry import registered as _registered
 from ._anomaly import deep_sad
 from ._anomaly import deep_svdd
 from ._anomaly import drocc
+from ._asymmetric import asymmetric
 from ._binary import binary_weighted_cross_entropy
 from ._binary import sigmoid_cross_entropy
 from ._common import reduce_loss
@@ -26,6 +27,8 @@ from ._entmax_math import entmax15_probabilities
 from ._entmax_math import sparsemax_probabilities
 from ._focal import focal
 from ._focal import poly
+from ._likelihood import binary_cross_entropy
+from ._likelihood import nll
 from ._lovasz_hinge import lovasz_hinge
 from ._margin import binary_sparsemax
 from ._margin import hinge
@@ -73,8 +76,10 @@ from ._tempered_math import tempered_softmax
 from ._torch_route import register_torch_loss
 
 __all__ = [
+    "asymmetric",
     "bi_tempered_binary_logistic_loss",
     "bi_tempered_logistic_loss",
+    "binary_cross_entropy",
     "binary_sparsemax",
     "binary_weighted_cross_entropy",
     "corn",
@@ -112,6 +117,7 @@ __all__ = [
     "multiclass_perceptron",
     "multilabel_margin",
     "next_token_softmax_cross_entropy",
+    "nll",
     "nt_xent",
     "objectosphere",
     "perceptron",

@@ -4,9 +4,11 @@
 reuse on their flattened tokens. Besides torch's class weights, label smoothing and
 ``ignore_index``, it implements the parts of Ludwig's loss configs that Ludwig
 declares but leaves unfinished: ``robust_lambda``, ``confidence_penalty`` and
-``class_similarities`` (see ``docs/ludwig.md``). With class weights and
-``ignore_index`` alone it calls ``torch.nn.functional.cross_entropy`` itself: torch's
-fused kernel, and torch's number by construction. (Torch's label smoothing writes in
+``class_similarities`` (see ``docs/ludwig.md``). For class indices with class weights
+and ``ignore_index`` alone it calls ``torch.nn.functional.cross_entropy`` itself: torch's
+fused kernel, and torch's number by construction. Class probabilities are lossfn's own
+arithmetic (torch's number too), which takes ``0 · log 0 = 0`` at a class masked with a
+``-inf`` logit, where torch gives NaN. (Torch's label smoothing writes in
 place, which ``vmap`` refuses when only the labels are batched, so smoothing stays
 lossfn's own arithmetic; its numbers are torch's too, checked by the tests.)
 """
@@ -185,15 +187,15 @@ def cross_entropy_terms(
         weights = as_param(name, "class_weights", class_weights, x, (num_classes,))
 
     if labels.is_floating_point():  # class probabilities: torch has no ignore_index for them
+        # lossfn's own arithmetic, not F.cross_entropy: a class masked with a -inf logit and
+        # no target mass gives 0 · log 0 = 0 (plogq), where torch's kernel gives NaN
         target = labels.to(x.dtype)
-        if keep is None and _fused(robust_lambda, confidence_penalty, None, 0, label_smoothing):
-            loss = F.cross_entropy(x, target, weight=weights, reduction="none")
-            return loss, None
         log_p = torch.log_softmax(x, dim=1)
         target = target * (1 - label_smoothing) + label_smoothing / num_classes
         if weights is not None:
             target = target * weights.view(class_dims)
-        loss = _robust_and_penalized(-(target * log_p).sum(1), log_p, 1.0, num_classes, robust_lambda, confidence_penalty)
+        ce = -plogq(target, log_p).sum(1)
+        loss = _robust_and_penalized(ce, log_p, 1.0, num_classes, robust_lambda, confidence_penalty)
         if keep is None:
             return loss, None
         return keep_where(keep, loss), keep if mean_weights else None
@@ -339,7 +341,13 @@ def softmax_cross_entropy(
     :math:`\sum_n m_n w_{y_n}`; probabilities: by the number of examples). The
     gradient at an ignored position is 0, or NaN where its logits are not finite, as
     in torch (a ``where`` over the whole logits would cost a pass over them). With
-    class weights and ``ignore_index`` alone the loss is ``F.cross_entropy`` itself.
+    class weights and ``ignore_index`` alone the loss of class indices is
+    ``F.cross_entropy`` itself.
+
+    Class probabilities that put no mass on a class masked with a ``-inf`` logit
+    give the cross-entropy over the other classes, finite, with a zero gradient at the
+    masked class (:math:`0 \log 0 = 0`), as ``optax.losses.safe_softmax_cross_entropy``;
+    ``F.cross_entropy`` gives NaN there.
 
     Args:
         logits: ``[B, C]``, or ``[B, C, d1, ...]`` for per-pixel classification

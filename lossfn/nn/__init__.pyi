@@ -16,6 +16,14 @@ def build(
 def safe_globals() -> list[type[DerivedLoss]]: ...
 def __getattr__(name: str) -> type[DerivedLoss]: ...
 
+class Asymmetric(DerivedLoss):
+    def __init__(self, *, gamma_neg: float = 4.0, gamma_pos: float = 1.0, clip: float = 0.05, eps: float = 1e-08, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
+    gamma_neg: float | Tensor
+    gamma_pos: float | Tensor
+    clip: float | Tensor
+    eps: float | Tensor
+
 class BiTemperedBinaryLogisticLoss(DerivedLoss):
     def __init__(self, *, t1: float = 1.0, t2: float = 1.0, label_smoothing: float = 0.0, num_iters: int = 5, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
@@ -31,6 +39,11 @@ class BiTemperedLogisticLoss(DerivedLoss):
     t2: float | Tensor
     label_smoothing: float | Tensor
     num_iters: int | Tensor
+
+class BinaryCrossEntropy(DerivedLoss):
+    def __init__(self, *, class_weights: list[float] | Tensor | None = None, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, probabilities: Tensor, labels: Tensor) -> Tensor: ...
+    class_weights: Tensor | None
 
 class BinarySparsemax(DerivedLoss):
     def __init__(self, *, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
@@ -204,6 +217,12 @@ class NextTokenSoftmaxCrossEntropy(DerivedLoss):
     unique: bool | Tensor
     label_smoothing: float | Tensor
     padding_index: int | Tensor
+
+class Nll(DerivedLoss):
+    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, ignore_index: int = -100, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, log_probs: Tensor, labels: Tensor) -> Tensor: ...
+    class_weights: Tensor | None
+    ignore_index: int | Tensor
 
 class NtXent(DerivedLoss):
     def __init__(self, *, temperature: float = 0.07, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
