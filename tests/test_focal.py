@@ -13,7 +13,11 @@
   written by ``scripts/make_poly_vectors.py``), Ludwig's ``PolyLoss`` written out,
   ``F.cross_entropy`` at epsilon = 0;
 - the extremes: exact closed forms in float64 (``log σ``), where
-  ``1 - p_t`` is exactly 0 in float32.
+  ``1 - p_t`` is exactly 0 in float32;
+- set (multi-label) outputs, ``[B, C]`` multi-hot or probability labels: torchvision's
+  ``sigmoid_focal_loss`` written out here with its reductions, and vectors of
+  ``optax.losses.sigmoid_focal_loss`` (``tests/data/focal_optax.json``, written by
+  ``scripts/make_focal_vectors.py``: values, logit and label gradients, logits ±30).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from cases.focal import ludwig_poly, ludwig_softmax_focal, sigmoid_focal_referen
 
 REDUCTIONS = ("none", "mean", "sum")
 DATA = json.loads((pathlib.Path(__file__).parent / "data" / "poly_reference.json").read_text())
+FOCAL_OPTAX = json.loads((pathlib.Path(__file__).parent / "data" / "focal_optax.json").read_text())
 
 
 def _reduce(loss, reduction):
@@ -352,6 +357,116 @@ def test_tensor_hyperparameters_give_the_closed_form_derivatives():
     expected = torch.stack([ludwig_poly(x, y, epsilon=e).mean() for e in epsilons])
     close(vmap(lambda e: LF.poly(x, y, epsilon=e))(epsilons), expected)
     close(grad(lambda e: LF.poly(x, y, epsilon=e))(epsilons[1]), (1 - torch.softmax(x, 1)[torch.arange(6), y]).mean())
+
+
+# -- set (multi-label) outputs -------------------------------------------------------------------
+
+
+def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """``torchvision.ops.sigmoid_focal_loss`` (0.2x) written out, reductions included."""
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+def _set_inputs(batch, classes, kind, seed=0):
+    g = _generator(seed)
+    logits = 3 * torch.randn(batch, classes, generator=g, dtype=torch.float64)
+    u = torch.rand(batch, classes, generator=g, dtype=torch.float64)
+    hot = u > 0.6
+    labels = {"int": hot.long(), "bool": hot, "float": hot.double(), "soft": u}[kind]
+    return logits, labels, (u if kind == "soft" else hot.double())
+
+
+@pytest.mark.parametrize("size", [(8, 5), (1, 7), (3, 1)])
+@pytest.mark.parametrize("kind", ["int", "bool", "float", "soft"])
+def test_set_is_torchvisions_sigmoid_focal_loss_for_every_reduction(size, kind):
+    """[B, C] multi-hot (or per-class probability) labels: "none" is elementwise [B, C], "mean" is over
+    all B·C elements (torchvision's reduction="mean"); values and logit gradients."""
+    logits, labels, targets = _set_inputs(*size, kind)
+    for alpha, gamma in [(0.25, 2.0), (0.4, 3.0), (0.9, 0.5), (0.1, 1.0), (0.0, 2.5), (1.0, 0.0)]:
+        for reduction in REDUCTIONS:
+            leaf, ref_leaf = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+            ours = LF.focal(leaf, labels, alpha=alpha, gamma=gamma, reduction=reduction)
+            expected = torchvision_sigmoid_focal_loss(ref_leaf, targets, alpha, gamma, reduction)
+            assert ours.shape == (size if reduction == "none" else ())
+            close(ours, expected)
+            close(*(torch.autograd.grad(v.sum(), x)[0] for v, x in ((ours, leaf), (expected, ref_leaf))))
+
+
+def _optax_case(case):
+    """lossfn's (alpha, gamma) for optax's: optax's alpha=None weighs every element 1, lossfn's
+    alpha=0.5 weighs it 1/2 (so its loss is doubled); optax's default gamma is 2."""
+    gamma = 2.0 if case["gamma"] is None else case["gamma"]
+    alpha, scale = (0.5, 2.0) if case["alpha"] is None else (case["alpha"], 1.0)
+    return alpha, gamma, scale
+
+
+def _label_derivative(x, y, alpha, gamma):
+    """dℓ/dy of ℓ = α_t q^γ BCE, q = 1 - p_t = (1 - y) σ(x) + y σ(-x), written out in float64:
+    (2α - 1) q^γ BCE + α_t γ q^(γ-1) (σ(-x) - σ(x)) BCE - α_t q^γ x (dBCE/dy = -x)."""
+    p, r = torch.sigmoid(x), torch.sigmoid(-x)
+    q = (1 - y) * p + y * r
+    bce = -(y * F.logsigmoid(x) + (1 - y) * F.logsigmoid(-x))
+    alpha_t = alpha * y + (1 - alpha) * (1 - y)
+    by_alpha_t = (2 * alpha - 1) * q**gamma * bce
+    return by_alpha_t + alpha_t * gamma * q ** (gamma - 1) * (r - p) * bce - alpha_t * q**gamma * x
+
+
+@pytest.mark.parametrize("index", range(len(FOCAL_OPTAX["cases"])), ids=[
+    f"{c['label']} alpha={c['alpha']} gamma={c['gamma']}" for c in FOCAL_OPTAX["cases"]
+])
+def test_set_matches_optax_sigmoid_focal_loss(index):
+    """Values and logit gradients everywhere (logits ±30, labels exactly 0 and 1 included); label
+    gradients where 0 < y < 1: at y = 0 or 1 optax's is not the derivative (jax's logsumexp drops
+    the b = 0 term, and its derivative with it: 0.35 where the derivative is 0, signs flipped), so
+    lossfn's is checked against the derivative written out as well."""
+    case = FOCAL_OPTAX["cases"][index]
+    alpha, gamma, scale = _optax_case(case)
+    logits, labels = (torch.tensor(case[k], dtype=torch.float64) for k in ("logits", "labels"))
+    value, gradient = (torch.tensor(case[k], dtype=torch.float64) for k in ("value", "grad"))
+    soft = "label_grad" in case
+    for y in (labels,) if soft else (labels, labels.long(), labels.bool()):  # multi-hot as float, int, bool
+        x = logits.clone().requires_grad_()
+        y = y.clone().requires_grad_() if soft else y
+        ours = scale * LF.focal(x, y, alpha=alpha, gamma=gamma, reduction="none")
+        grads = torch.autograd.grad(ours.sum(), (x, y) if soft else (x,))
+        assert ours.shape == value.shape
+        close(ours.detach(), value, rtol=1e-12, atol=1e-300)
+        close(grads[0], gradient, rtol=1e-12, atol=1e-300)
+        if soft:
+            inside = (labels > 0) & (labels < 1)
+            optax_by_labels = torch.tensor(case["label_grad"], dtype=torch.float64)
+            close(grads[1][inside], optax_by_labels[inside], rtol=1e-12, atol=1e-300)
+            close(grads[1], scale * _label_derivative(logits, labels, alpha, gamma), rtol=1e-12, atol=1e-300)
+            assert not inside.all()
+        close(scale * LF.focal(logits, y.detach(), alpha=alpha, gamma=gamma), value.mean(), rtol=1e-12, atol=1e-300)
+        close(scale * LF.focal(logits, y.detach(), alpha=alpha, gamma=gamma, reduction="sum"), value.sum(),
+              rtol=1e-12, atol=1e-300)
+
+
+def test_a_set_config_builds_a_module_that_checks_multi_hot_labels():
+    assert "focal" in lossfn.losses_for("set")
+    config = lossfn.decode_config({"type": "focal", "alpha": 0.4, "gamma": 3.0}, feature="set")
+    assert (config.alpha, config.gamma) == (0.4, 3.0)
+    module = lossfn.build(config, feature="set", reduction="none")
+    logits, _, hot = _set_inputs(4, 3, "float")
+    for labels in (hot, hot.long(), hot.bool(), torch.rand(4, 3, dtype=torch.float64)):  # multi-hot, probabilities
+        close(module(logits, labels), torchvision_sigmoid_focal_loss(logits, labels.double(), 0.4, 3.0))
+    for bad, seen in [(2, r"\[0, 2\]"), (-1, r"\[-1, 1\]"), (1.5, r"\[0, 1.5\]"), (-0.25, r"\[-0.25, 1\]")]:
+        labels = hot.clone() if isinstance(bad, float) else hot.long()
+        labels[1, 2] = bad
+        with pytest.raises(ValueError, match=rf"^focal: labels must be targets in \[0, 1\]; got values in {seen}"):
+            module(logits, labels)
+    nan = hot.clone()
+    nan[0, 0] = torch.nan
+    with pytest.raises(ValueError, match=r"^focal: labels must be targets in \[0, 1\]"):
+        module(logits, nan)
 
 
 # -- poly ----------------------------------------------------------------------------------------

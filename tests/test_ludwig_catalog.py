@@ -98,7 +98,7 @@ LUDWIG_CATALOG = {
 }
 #: feature types a loss serves beyond Ludwig's registration of it: Ludwig's category_distribution
 #: output trains with softmax cross-entropy on probability labels, but registers no loss for it
-LOSSFN_EXTRA_FEATURES = {"softmax_cross_entropy": {"category_distribution"}}
+LOSSFN_EXTRA_FEATURES = {"softmax_cross_entropy": {"category_distribution"}, "focal": {"set"}}
 #: fields lossfn adds to Ludwig's (extras, with defaults that keep Ludwig's numbers)
 LOSSFN_EXTRAS = {
     "softmax_cross_entropy": {"label_smoothing": 0.0, "ignore_index": -100},

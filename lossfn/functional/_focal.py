@@ -142,7 +142,7 @@ def _validate_focal(logits: Tensor, labels: Tensor, *inputs: Any, **params: Any)
     return _FOCAL_CLASSES(logits, labels, *inputs, **params)
 
 
-@register_loss("focal", [Feature.BINARY, Feature.CATEGORY, Feature.IMAGE], validate=_validate_focal)
+@register_loss("focal", [Feature.BINARY, Feature.CATEGORY, Feature.IMAGE, Feature.SET], validate=_validate_focal)
 def focal(
     logits: Tensor,
     labels: Tensor,
@@ -157,10 +157,14 @@ def focal(
 ) -> Tensor:
     r"""Focal loss (Lin et al.): cross-entropy scaled down on well-classified examples.
 
-    Two forms, told apart by the labels' shape:
+    It serves binary, set (multi-label), category and image outputs, in two forms
+    told apart by the labels' shape:
 
     - **binary** (sigmoid), when ``labels`` has the logits' shape: one independent
-      sigmoid per element, targets :math:`y \in [0, 1]` (0/1 or probabilities), with
+      sigmoid per element, targets :math:`y \in [0, 1]` (0/1 or probabilities). This
+      is the form of a binary output (``[B]`` logits and labels) and of a **set**
+      (multi-label) output: ``[B, C]`` logits, one per class, with ``[B, C]``
+      multi-hot labels (or per-class probabilities). With
       :math:`p = \sigma(x)`, :math:`p_t = p\,y + (1 - p)(1 - y)` and
       :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`:
 
@@ -169,7 +173,9 @@ def focal(
           \ell = \alpha_t\, (1 - p_t)^{\gamma}\, \mathrm{BCE}(x, y),
           \qquad \mathrm{BCE} = -y \log p - (1 - y) \log(1 - p)
 
-      which is ``torchvision.ops.sigmoid_focal_loss`` (with ``alpha >= 0``);
+      which is ``torchvision.ops.sigmoid_focal_loss`` (with ``alpha >= 0``) and
+      ``optax.losses.sigmoid_focal_loss`` with ``alpha`` given (optax's default
+      ``alpha=None``, no weighting, is twice lossfn's ``alpha=0.5``);
     - **softmax**, when ``labels`` are integer class indices ``[B, *]`` for logits
       ``[B, C, *]`` (``[]`` for one example's ``[C]``), as ``softmax_cross_entropy``
       takes them, with :math:`p = \operatorname{softmax}(x)` over dimension 1:
@@ -196,14 +202,14 @@ def focal(
     every :math:`\gamma \ge 0` (:math:`\gamma < 1` included).
 
     Args:
-        logits: binary form: any shape (``[B]`` for a binary output, ``[B, C]`` for
-            one sigmoid per class); softmax form: ``[B, C]``, ``[B, C, d1, ...]``
-            (images: ``[B, C, H, W]``) or ``[C]``.
-        labels: binary form: the logits' shape, 0/1 (bool or integer) or
-            probabilities (float); softmax form: class indices ``[B]``,
-            ``[B, d1, ...]`` or ``[]`` (a signed integer dtype). The module checks
-            the values (targets in ``[0, 1]``, NaN refused; indices in ``[0, C)``);
-            the pure function reads none.
+        logits: binary form: any shape (``[B]`` for a binary output, ``[B, C]``
+            for a set output: one sigmoid per class); softmax form: ``[B, C]``,
+            ``[B, C, d1, ...]`` (images: ``[B, C, H, W]``) or ``[C]``.
+        labels: binary form: the logits' shape, 0/1 (bool or integer; multi-hot
+            ``[B, C]`` for a set) or probabilities (float); softmax form: class
+            indices ``[B]``, ``[B, d1, ...]`` or ``[]`` (a signed integer dtype).
+            The module checks the values (targets in ``[0, 1]``, NaN refused;
+            indices in ``[0, C)``); the pure function reads none.
         alpha: :math:`\alpha \in [0, 1]`, the positives' weight in the binary form
             (a number or a 0-d tensor).
         gamma: :math:`\gamma \ge 0` (a number or a 0-d tensor).
@@ -211,15 +217,20 @@ def focal(
 
     Returns:
         ``"none"``: :math:`\ell` with the labels' shape: elementwise (the logits'
-        shape) for the binary form, per example or pixel (``[B]``, ``[B, d1, ...]``,
+        shape: ``[B, C]`` for a set) for the binary form, per example or pixel (``[B]``, ``[B, d1, ...]``,
         ``[]``) for the softmax form; ``"sum"``: its sum; ``"mean"``: its mean (0 for
-        an empty batch). Same dtype as ``logits``.
+        an empty batch), over every element for a set (torchvision's
+        ``reduction="mean"``). Same dtype as ``logits``.
 
     Examples:
         >>> import torch, lossfn.functional as LF
         >>> logits = torch.tensor([2.0, -1.0, 0.5])
         >>> LF.focal(logits, torch.tensor([1, 0, 0]))
         tensor(0.1002)
+        >>> set_logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.5, -2.0]])  # a set: 3 classes
+        >>> LF.focal(set_logits, torch.tensor([[1, 0, 1], [0, 1, 0]]), reduction="none")
+        tensor([[0.0005, 0.0170, 0.0169],
+                [0.1300, 0.0017, 0.0014]])
         >>> class_logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
         >>> LF.focal(class_logits, torch.tensor([0, 2]), gamma=1.0)
         tensor(0.6246)
@@ -229,7 +240,9 @@ def focal(
     References:
         Lin, Goyal, Girshick, He and Dollár, `Focal Loss for Dense Object Detection
         <https://arxiv.org/abs/1708.02002>`_, 2017. Checked against
-        ``torchvision.ops.sigmoid_focal_loss``'s formula written out,
+        ``torchvision.ops.sigmoid_focal_loss``'s formula written out (``[B]``,
+        ``[B, C]`` multi-hot and probability labels), vectors of
+        ``optax.losses.sigmoid_focal_loss`` (values and gradients, ``[B, C]``),
         ``kornia.losses.binary_focal_loss_with_logits`` (0/1 targets) and
         ``kornia.losses.focal_loss`` (``alpha=None``; and ``alpha`` on two classes
         against the binary form of the logit difference), Ludwig's ``FocalLoss``
@@ -240,7 +253,8 @@ def focal(
         :math:`p_t = e^{-\mathrm{BCE}}`, which for probability targets is
         :math:`p^y (1 - p)^{1 - y}`, not torchvision's :math:`p_t` (equal for 0/1
         targets); lossfn also takes the binary form for any shape (``[B, C]``
-        multi-label) and offers ``"none"`` and ``"sum"`` (Ludwig returns the mean).
+        multi-label), so it serves set features too (Ludwig's ``focal``: binary,
+        category, image), and offers ``"none"`` and ``"sum"`` (Ludwig returns the mean).
     """
     name = "focal"
     check_floating(name, "logits", logits)

@@ -7,6 +7,11 @@ focal loss and Poly-1 are Ludwig's ``FocalLoss`` / ``PolyLoss`` formulas (CE fro
 ``F.cross_entropy``, ``p_t = exp(-CE)`` or a gathered softmax). These forms go through
 ``1 - p_t`` in linear space, which is fine at the moderate logits of the cases; the
 extremes are checked against exact closed forms in ``tests/test_focal.py``.
+
+The generic suite runs ``focal`` on a set (multi-label) output, ``[B, 3]`` logits with
+``[B, 3]`` multi-hot labels: the sigmoid form at the rank a set feature has (a binary
+``[B]`` output goes through the same elementwise code; it and the softmax form are in
+the twins and ``tests/test_focal.py``).
 """
 
 from __future__ import annotations
@@ -67,11 +72,21 @@ def poly_reference(logits, labels, *, reduction="mean", epsilon=1.0):
     return _reduce(ludwig_poly(logits, labels, epsilon=float(epsilon)), reduction)
 
 
-def _binary_batch(batch, dtype, generator):
-    """Ludwig's binary output: ``[B]`` logits and 0/1 integer labels."""
-    logits = 2 * torch.randn(batch, generator=generator)
-    labels = torch.randint(0, 2, (batch,), generator=generator)
+def _set_batch(batch, dtype, generator):
+    """A set output: ``[B, 3]`` logits (one sigmoid per class) and ``[B, 3]`` multi-hot integer labels."""
+    logits = 2 * torch.randn(batch, 3, generator=generator)
+    labels = torch.randint(0, 2, (batch, 3), generator=generator)
     return logits.to(dtype), labels
+
+
+def _multi_hot(*shape):
+    """Twin inputs: logits and 0/1 integer labels of one shape (a set output for ``[B, C]``)."""
+
+    def make(dtype, generator):
+        logits = 3 * torch.randn(shape, generator=generator, dtype=dtype)
+        return logits, torch.randint(0, 2, shape, generator=generator)
+
+    return make
 
 
 def labels_shape(logits, labels, *rest):
@@ -93,6 +108,8 @@ _CE = {"alpha": 0.9, "gamma": 0.0}  # the softmax form does not use alpha
 FOCAL_TWINS = (
     Twin("binary [7] gamma=0 alpha=0.5 is BCE/2", binary(7), _half_bce, _BCE),
     Twin("binary [5, 3] soft labels", binary(5, 3, soft=True), _half_bce, _BCE),
+    Twin("set [6, 4] multi-hot integer labels", _multi_hot(6, 4), _half_bce, _BCE),
+    Twin("set [0, 4] empty batch", _multi_hot(0, 4), _half_bce, _BCE),
     Twin("binary [] one element", binary(), _half_bce, _BCE),
     Twin("binary [0] empty", binary(0), _half_bce, _BCE),
     Twin("softmax [B, C] gamma=0 is CE", indices(6, 5, classes=5), _ce, _CE),
@@ -111,7 +128,7 @@ POLY_TWINS = (
 CASES = [
     Case(
         "focal",
-        _binary_batch,
+        _set_batch,
         params=(
             {},
             {"alpha": 0.5, "gamma": 0.0},
