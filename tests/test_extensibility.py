@@ -24,7 +24,7 @@ from lossfn.nn._stub import render_stub
 from lossfn.registry import AsTensor, Check, Reduction, temporary_registry
 
 
-def log_cosh(
+def scaled_log_cosh(
     logits: Tensor,
     labels: Tensor,
     *,
@@ -39,57 +39,57 @@ def log_cosh(
     value = torch.nn.functional.softplus(2 * r) - r - torch.log(torch.tensor(2.0, dtype=r.dtype))
     if per_dim is not None:
         value = value * torch.as_tensor(per_dim, dtype=r.dtype)
-    return lossfn.functional.reduce_loss(value.mean(-1), reduction, name="log_cosh")
+    return lossfn.functional.reduce_loss(value.mean(-1), reduction, name="scaled_log_cosh")
 
 
 def test_a_new_loss_gets_everything_for_free(capsys):
     with temporary_registry():
         before_schema = lossfn.json_schema()
-        lossfn.register_loss("log_cosh", ["number", "vector"], aliases=("logcosh",))(log_cosh)
+        lossfn.register_loss("scaled_log_cosh", ["number", "vector"], aliases=("scaled_logcosh",))(scaled_log_cosh)
 
         # config: derived from the signature, in the union at once
-        cfg = lossfn.decode_config({"type": "log_cosh", "scale": 2, "per_dim": [1, 2]})
-        assert type(cfg).__name__ == "LogCoshConfig" and cfg.scale == 2.0 and cfg.weight == 1.0
-        aliased = lossfn.decode_config('{"type": "logcosh"}')  # an alias decodes, and encodes back as written
-        assert isinstance(aliased, lossfn.get_loss("log_cosh").config)
-        assert lossfn.encode_config(aliased, format="dict") == {"type": "logcosh", "scale": 1.0, "per_dim": None, "weight": 1.0}
+        cfg = lossfn.decode_config({"type": "scaled_log_cosh", "scale": 2, "per_dim": [1, 2]})
+        assert type(cfg).__name__ == "ScaledLogCoshConfig" and cfg.scale == 2.0 and cfg.weight == 1.0
+        aliased = lossfn.decode_config('{"type": "scaled_logcosh"}')  # an alias decodes, and encodes back as written
+        assert isinstance(aliased, lossfn.get_loss("scaled_log_cosh").config)
+        assert lossfn.encode_config(aliased, format="dict") == {"type": "scaled_logcosh", "scale": 1.0, "per_dim": None, "weight": 1.0}
         assert lossfn.build(aliased).config is aliased
         with pytest.raises(msgspec.ValidationError, match=r"> 0.0 - at `\$.scale`"):
-            lossfn.decode_config({"type": "log_cosh", "scale": 0})
+            lossfn.decode_config({"type": "scaled_log_cosh", "scale": 0})
         assert cfg in [lossfn.decode_config(cfg, feature="vector")]
 
         # module: a real class in lossfn.nn, with buffers, pickling, build()
         module = lossfn.build(cfg)
-        assert type(module) is lossfn.nn.LogCosh and module.per_dim.tolist() == [1.0, 2.0]
+        assert type(module) is lossfn.nn.ScaledLogCosh and module.per_dim.tolist() == [1.0, 2.0]
         x = torch.randn(4, 2, dtype=torch.float64)
         y = torch.randn(4, 2, dtype=torch.float64)
         r = (x - y) / 2
         expected = (torch.log(torch.cosh(r)) * torch.tensor([1.0, 2.0], dtype=torch.float64)).mean(-1).mean()
         torch.testing.assert_close(module(x, y), expected)
-        assert type(pickle.loads(pickle.dumps(module))) is lossfn.nn.LogCosh
-        assert lossfn.functional.log_cosh is lossfn.get_loss("log_cosh").fn
-        assert lossfn.functional.log_cosh.__wrapped__ is log_cosh
-        with pytest.raises(ValueError, match=r"^log_cosh: scale must be a number > 0.0 and <= 1e\+15; got -1.0$"):
-            lossfn.functional.log_cosh(x, y, scale=-1.0)  # the pure function checks its bounds too
+        assert type(pickle.loads(pickle.dumps(module))) is lossfn.nn.ScaledLogCosh
+        assert lossfn.functional.scaled_log_cosh is lossfn.get_loss("scaled_log_cosh").fn
+        assert lossfn.functional.scaled_log_cosh.__wrapped__ is scaled_log_cosh
+        with pytest.raises(ValueError, match=r"^scaled_log_cosh: scale must be a number > 0.0 and <= 1e\+15; got -1.0$"):
+            lossfn.functional.scaled_log_cosh(x, y, scale=-1.0)  # the pure function checks its bounds too
 
         # JSON Schema: grows by the new config, validates it
         schema = lossfn.json_schema()
-        assert "LogCoshConfig" in schema["$defs"] and "LogCoshConfig" not in before_schema["$defs"]
-        jsonschema.validate({"type": "log_cosh", "scale": 3.0}, schema)
+        assert "ScaledLogCoshConfig" in schema["$defs"] and "ScaledLogCoshConfig" not in before_schema["$defs"]
+        jsonschema.validate({"type": "scaled_log_cosh", "scale": 3.0}, schema)
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate({"type": "log_cosh", "scale": -1.0}, schema)
+            jsonschema.validate({"type": "scaled_log_cosh", "scale": -1.0}, schema)
 
         # CLI: in the table and with its own page
-        assert "log_cosh" in loss_table("vector") and "log_cosh" not in loss_table("category")
-        page = loss_page("logcosh")
+        assert "scaled_log_cosh" in loss_table("vector") and "scaled_log_cosh" not in loss_table("category")
+        page = loss_page("scaled_logcosh")
         assert "scale (float; default 1.0; > 0.0)" in page and "divides the residual" in page
-        assert lossfn.cli.main(["show", "log_cosh"]) == 0
+        assert lossfn.cli.main(["show", "scaled_log_cosh"]) == 0
         assert "Log-cosh loss" in capsys.readouterr().out
 
     # gone again once the block ends: the union follows the registry
-    with pytest.raises(msgspec.ValidationError, match="Unknown loss 'log_cosh'"):
-        lossfn.decode_config({"type": "log_cosh"})
-    assert "LogCoshConfig" not in lossfn.json_schema()["$defs"]
+    with pytest.raises(msgspec.ValidationError, match="Unknown loss 'scaled_log_cosh'"):
+        lossfn.decode_config({"type": "scaled_log_cosh"})
+    assert "ScaledLogCoshConfig" not in lossfn.json_schema()["$defs"]
 
 
 def test_whole_value_checks_from_the_signature():

@@ -18,6 +18,7 @@ from ._binary import binary_weighted_cross_entropy
 from ._binary import sigmoid_cross_entropy
 from ._common import reduce_loss
 from ._contrastive import nt_xent
+from ._ctc import ctc
 from ._divergence import jensen_shannon
 from ._divergence import kl_divergence
 from ._divergence import knowledge_distillation
@@ -85,6 +86,7 @@ __all__ = [
     "corn",
     "cosine_distance",
     "cosine_embedding",
+    "ctc",
     "deep_sad",
     "deep_svdd",
     "dice",
