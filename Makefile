@@ -27,6 +27,7 @@ test: $(STAMP)
 schema: $(STAMP)
 	$(PY) -m lossfn schema -o schemas/lossfn.schema.json
 	$(PY) -m lossfn stubs -o lossfn/nn/__init__.pyi
+	$(PY) -m lossfn._catalog > docs/catalog.md
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
