@@ -118,11 +118,6 @@ IgnoreIndex = Annotated[
 ]
 
 
-def is_zero(value: Any) -> bool:
-    """A hyperparameter given as the Python number 0 (a tensor is never skipped)."""
-    return isinstance(value, (int, float)) and value == 0
-
-
 def plogq(p: Tensor, log_q: Tensor) -> Tensor:
     """``p · log q``, with ``0 · log 0 = 0`` (a masked class, ``log q = -inf``, with ``p = 0``).
 
