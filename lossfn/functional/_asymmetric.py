@@ -29,32 +29,26 @@ from torch import Tensor
 
 from lossfn.registry import Feature, Reduction, register_loss
 
-from ._common import cast, check_floating, check_same_shape, compute_dtype, fail, reduce_loss, validate_unit_range
+from ._common import (
+    cast,
+    check_floating,
+    check_same_shape,
+    compute_dtype,
+    fail,
+    focusing,
+    log_add_exp,
+    reduce_loss,
+    safe_log,
+    validate_unit_range,
+)
 
 __all__ = ["asymmetric"]
 
 
-def _safe_log(v: Tensor) -> Tensor:
-    """``log v`` with ``-inf`` at ``v <= 0`` and a zero (not NaN) gradient there."""
-    positive = v > 0
-    return torch.where(positive, torch.log(torch.where(positive, v, 1.0)), -torch.inf)
 
 
-def _log_add_exp(u: Tensor, v: Tensor) -> Tensor:
-    """``log(e^u + e^v)`` as ``max + log1p(exp(min - max))``, ``-inf`` where both are ``-inf``,
-    with bounded derivatives of every order (no NaN in the unused branch)."""
-    high, low = torch.maximum(u, v), torch.minimum(u, v)
-    empty = high == -torch.inf
-    gap = torch.where(empty, 0.0, low - high)  # -inf - (-inf) would be NaN
-    return torch.where(empty, -torch.inf, torch.where(empty, 0.0, high) + torch.log1p(torch.exp(gap)))
 
 
-def _focusing(log_q: Tensor, gamma: Any) -> Tensor:
-    """``q ** gamma = exp(gamma · log q)`` with a finite gradient at ``q = 0`` for every ``gamma >= 0``
-    (``0 ** 0 = 1``: the clamp keeps ``0 · -inf`` out); where ``log q`` rounds to 0 its own
-    gradient is cut, so a huge ``gamma`` never meets it as ``inf · 0``."""
-    log_q = torch.where(log_q >= 0, 0.0, log_q).clamp_min(torch.finfo(log_q.dtype).min)
-    return torch.exp(gamma * log_q)
 
 
 @register_loss("asymmetric", [Feature.SET], validate=validate_unit_range("asymmetric"))
@@ -135,7 +129,7 @@ def asymmetric(
     y = labels.to(x.dtype)
     clip = torch.as_tensor(clip, dtype=x.dtype, device=x.device)
     clipped = clip > 0
-    log_eps = _safe_log(torch.as_tensor(eps, dtype=x.dtype, device=x.device))
+    log_eps = safe_log(torch.as_tensor(eps, dtype=x.dtype, device=x.device))
     # the positives: log max(σ(x), ε)
     positive = torch.maximum(F.logsigmoid(x), log_eps)
     # the negatives: log max(min(σ(-x) + c, 1), ε); σ(-x) + c has no cancellation, and at
@@ -144,8 +138,8 @@ def asymmetric(
     negative = torch.where(clipped, shifted.clamp_max(0.0), F.logsigmoid(-x))
     negative = torch.maximum(negative, log_eps)
     # log(1 - p_t) = log(y σ(-x) + (1 - y) m), m = max(σ(x) - c, 0) (log σ(x) at c = 0)
-    log_m = torch.where(clipped, _safe_log(torch.sigmoid(x) - clip), F.logsigmoid(x))
-    log_one_minus_pt = _log_add_exp(_safe_log(y) + F.logsigmoid(-x), _safe_log(1 - y) + log_m)
+    log_m = torch.where(clipped, safe_log(torch.sigmoid(x) - clip), F.logsigmoid(x))
+    log_one_minus_pt = log_add_exp(safe_log(y) + F.logsigmoid(-x), safe_log(1 - y) + log_m)
     gamma = gamma_pos * y + gamma_neg * (1 - y)
-    loss = -(y * positive + (1 - y) * negative) * _focusing(log_one_minus_pt, gamma)
+    loss = -(y * positive + (1 - y) * negative) * focusing(log_one_minus_pt, gamma)
     return cast(reduce_loss(loss, reduction, name=name), logits.dtype)

@@ -311,3 +311,37 @@ def validate_unit_range(loss: str) -> Callable[..., InputCheck | None]:
         return InputCheck(torch.stack(torch.aminmax(labels)), judge)
 
     return validate
+
+
+# -- log-space numerics shared by the focal-type losses --------------------------------
+
+
+def safe_log(v: Tensor) -> Tensor:
+    """``log v``, with ``-inf`` at ``v <= 0`` and a zero (not NaN) gradient there."""
+    positive = v > 0
+    return torch.where(positive, torch.log(torch.where(positive, v, 1.0)), -torch.inf)
+
+
+def log_add_exp(u: Tensor, v: Tensor) -> Tensor:
+    """``log(e^u + e^v)`` as ``max + log1p(exp(min - max))``, ``-inf`` where both are ``-inf``.
+
+    Every derivative of every order is bounded (``torch.logaddexp``'s second derivative
+    is NaN once the two differ by about 700), and the unused branch holds no NaN.
+    """
+    high, low = torch.maximum(u, v), torch.minimum(u, v)
+    empty = high == -torch.inf
+    gap = torch.where(empty, 0.0, low - high)  # -inf - (-inf) would be NaN
+    return torch.where(empty, -torch.inf, torch.where(empty, 0.0, high) + torch.log1p(torch.exp(gap)))
+
+
+def focusing(log_q: Tensor, gamma: Any) -> Tensor:
+    """``q ** gamma = exp(gamma · log q)``: exactly 1 at ``gamma = 0`` (``0 ** 0 = 1`` too: the
+    clamp keeps ``0 · -inf`` out), with a finite gradient at ``q = 0`` for every ``gamma >= 0``.
+
+    Where ``log q`` rounds to 0 (a confidently wrong prediction) its own gradient has
+    underflowed to 0; ``where`` cuts it off there, so the factor ``gamma · CE`` flowing
+    back, which may exceed the float range (``gamma = 1e15``, ``CE = 1e30``), never meets
+    it as ``inf · 0``. A NaN stays NaN.
+    """
+    log_q = torch.where(log_q >= 0, 0.0, log_q).clamp_min(torch.finfo(log_q.dtype).min)
+    return torch.exp(gamma * log_q)

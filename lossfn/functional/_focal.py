@@ -37,7 +37,10 @@ from ._common import (
     check_same_shape,
     compute_dtype,
     fail,
+    focusing,
+    log_add_exp,
     reduce_loss,
+    safe_log,
     shape,
     unbatched,
     validate_class_range,
@@ -66,17 +69,8 @@ def _margin(x: Tensor, labels: Tensor) -> Tensor:
     return torch.where(none_left, -torch.inf, torch.logsumexp(safe, 1) - label_logit)
 
 
-def _safe_log(v: Tensor) -> Tensor:
-    """``log v``, with ``-inf`` at ``v <= 0`` and a finite gradient everywhere."""
-    positive = v > 0
-    return torch.where(positive, torch.log(torch.where(positive, v, 1.0)), -torch.inf)
 
 
-def _logaddexp(u: Tensor, v: Tensor) -> Tensor:
-    """``log(e^u + e^v)`` as ``max + log1p(exp(min - max))``: every derivative of every order is
-    bounded (``torch.logaddexp``'s second derivative is NaN once the two differ by ~700)."""
-    high, low = torch.maximum(u, v), torch.minimum(u, v)
-    return high + torch.log1p(torch.exp(low - high))
 
 
 def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
@@ -98,21 +92,10 @@ def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
     w = d + e * torch.exp(-a)
     small = w < torch.finfo(x.dtype).tiny ** 0.5
     linear = torch.log(torch.where(small, 1.0, w))
-    logspace = _logaddexp(_safe_log(d), _safe_log(e) - a)
+    logspace = log_add_exp(safe_log(d), safe_log(e) - a)
     return torch.where(small, logspace, linear) + F.logsigmoid(a)
 
 
-def _modulating(log_q: Tensor, gamma: Any) -> Tensor:
-    """``q ** gamma = exp(gamma · log q)``: exactly 1 at ``gamma = 0`` (``0 ** 0 = 1`` too: the clamp
-    keeps ``0 · -inf`` out), with a finite gradient at ``q = 0`` for every ``gamma >= 0``.
-
-    Where ``log q`` rounds to 0 (a confidently wrong prediction) its own gradient has
-    underflowed to 0; ``where`` cuts it off there, so the factor ``gamma · CE`` flowing
-    back, which may exceed the float range (``gamma = 1e15``, ``CE = 1e30``), never meets
-    it as ``inf · 0``. A NaN stays NaN.
-    """
-    log_q = torch.where(log_q >= 0, 0.0, log_q).clamp_min(torch.finfo(log_q.dtype).min)
-    return torch.exp(gamma * log_q)
 
 
 def _class_inputs(name: str, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, bool]:
@@ -267,12 +250,12 @@ def focal(
         # both terms >= 0: no cancellation, so a tiny loss keeps its digits ((1 - y) x + softplus(-x) loses them)
         bce = -(y * F.logsigmoid(x) + (1 - y) * F.logsigmoid(-x))
         alpha_t = alpha * y + (1 - alpha) * (1 - y)
-        loss = alpha_t * _modulating(_log_one_minus_pt(x, y), gamma) * bce
+        loss = alpha_t * focusing(_log_one_minus_pt(x, y), gamma) * bce
         return cast(reduce_loss(loss, reduction, name=name), logits.dtype)
     _check_focal_labels(name, logits, labels)
     x, index, one = _class_inputs(name, cast(logits, compute_dtype(logits)), labels)
     z = _margin(x, index)
-    loss = _modulating(F.logsigmoid(z), gamma) * -F.logsigmoid(-z)  # (1 - p_y)^γ · (-log p_y)
+    loss = focusing(F.logsigmoid(z), gamma) * -F.logsigmoid(-z)  # (1 - p_y)^γ · (-log p_y)
     if one:
         loss = loss.squeeze(0)
     return cast(reduce_loss(loss, reduction, name=name), logits.dtype)
