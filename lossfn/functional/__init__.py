@@ -30,6 +30,7 @@ from ._focal import focal
 from ._focal import poly
 from ._likelihood import binary_cross_entropy
 from ._likelihood import nll
+from ._log_probs import sequence_log_probs
 from ._lovasz_hinge import lovasz_hinge
 from ._margin import binary_sparsemax
 from ._margin import hinge
@@ -49,6 +50,10 @@ from ._pairs import cosine_embedding
 from ._pairs import hinge_embedding
 from ._pairs import margin_ranking
 from ._pairs import triplet_margin
+from ._preference import dpo
+from ._preference import kto
+from ._preference import orpo
+from ._preference import simpo
 from ._ranking import ranking_softmax
 from ._regression import huber
 from ._regression import mean_absolute_error
@@ -90,6 +95,7 @@ __all__ = [
     "deep_sad",
     "deep_svdd",
     "dice",
+    "dpo",
     "drocc",
     "entmax15",
     "entmax15_probabilities",
@@ -106,6 +112,7 @@ __all__ = [
     "jensen_shannon",
     "kl_divergence",
     "knowledge_distillation",
+    "kto",
     "log_cosh",
     "log_t",
     "lovasz_hinge",
@@ -122,6 +129,7 @@ __all__ = [
     "nll",
     "nt_xent",
     "objectosphere",
+    "orpo",
     "perceptron",
     "poisson_nll",
     "poly",
@@ -131,8 +139,10 @@ __all__ = [
     "register_torch_loss",
     "root_mean_squared_error",
     "root_mean_squared_percentage_error",
+    "sequence_log_probs",
     "sequence_softmax_cross_entropy",
     "sigmoid_cross_entropy",
+    "simpo",
     "smooth_l1",
     "softmax_cross_entropy",
     "sparsemax",
