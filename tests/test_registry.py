@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import sys
 import textwrap
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pytest
 import torch
@@ -298,3 +298,30 @@ def test_broken_plugin_warns_and_lossfn_still_works(tmp_path, monkeypatch):
     with pytest.warns(PluginWarning, match="broken_plugin.*boom"):
         names = registered()
     assert "mean_squared_error" in names
+
+
+def test_a_literal_hyperparameter_is_checked_in_the_one_message_form():
+    """A ``Literal[...]`` hyperparameter (``dpo``'s ``loss_type``): the pure function names the
+    loss, the argument and the choices; the config and the schema hold the same choices."""
+
+    def toy_choice(
+        logits: Tensor,
+        labels: Tensor,
+        *,
+        kind: Annotated[Literal["sum", "max"], Meta(description="how to combine")] = "sum",
+        reduction: lossfn.Reduction = "mean",
+    ) -> Tensor:
+        value = (logits - labels).abs()
+        return lossfn.functional.reduce_loss(value if kind == "sum" else value * 2, reduction, name="toy_choice")
+
+    with temporary_registry():
+        fn = lossfn.register_loss("toy_choice", ["number"])(toy_choice)
+        x = torch.ones(3)
+        assert fn(x, torch.zeros(3), kind="max").item() == 2.0
+        for bad in ("min", 1, True, None):
+            with pytest.raises(ValueError, match=r"^toy_choice: kind must be one of 'max', 'sum'; got "):
+                fn(x, torch.zeros(3), kind=bad)
+        schema = lossfn.json_schema()["$defs"]["ToyChoiceConfig"]["properties"]["kind"]
+        assert sorted(schema["enum"]) == ["max", "sum"]
+        with pytest.raises(Exception, match=r"at `\$.kind`"):
+            lossfn.decode_config({"type": "toy_choice", "kind": "min"})

@@ -163,9 +163,32 @@ def _with_whole_value_checks(
     return check
 
 
+def _choices(param: Param) -> tuple[Any, ...] | None:
+    """The values of a ``Literal[...]`` hyperparameter (``loss_type``), else None."""
+    info = msgspec.inspect.type_info(param.annotation)
+    while isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    return tuple(info.values) if isinstance(info, msgspec.inspect.LiteralType) else None
+
+
+def _choice_checker(loss: str, param: Param, choices: tuple[Any, ...]) -> Checker:
+    """One of a ``Literal``'s values, in the one message form (``must be one of ...; got ...``)."""
+    arg, expected = param.name, f"one of {', '.join(map(repr, choices))}"
+
+    def check(value: Any, _: Mapping[str, Any]) -> None:
+        if isinstance(value, bool) or value not in choices:
+            raise fail(loss, arg, expected, reprlib.repr(value))
+
+    return check
+
+
 def _checker(loss: str, param: Param, defaults: Mapping[str, Any]) -> Checker:
     scalar = None if param.tensor else _scalar_info(param)
-    base = _scalar_checker(loss, param, *scalar) if scalar else _compound_checker(loss, param)
+    choices = None if scalar or param.tensor else _choices(param)
+    if choices is not None:
+        base = _choice_checker(loss, param, choices)
+    else:
+        base = _scalar_checker(loss, param, *scalar) if scalar else _compound_checker(loss, param)
     # a scalar's checker tests the float32 floor itself
     markers = tuple(c for c in param.checks if not (scalar and c is REPRESENTABLE))
     return _with_whole_value_checks(loss, param, base, defaults, markers)
