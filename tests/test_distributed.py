@@ -82,7 +82,9 @@ def _worker(rank: int, world: int, port: int, results) -> None:
             for p in model.parameters():  # what DDP does: all-reduce, divide by the world size
                 dist.all_reduce(p.grad)
                 grads.append(p.grad / world)
-            out[kind] = grads
+            out[kind] = [g.tolist() for g in grads]
+        # plain lists, not tensors: a tensor crosses the queue as a shared-memory handle that the
+        # parent opens through this process's resource sharer, which is gone once it exits
         results.put((rank, out))
     finally:
         dist.destroy_process_group()
@@ -105,7 +107,8 @@ def test_two_processes_give_the_full_batch_mean():
     for p in processes:
         p.start()
     try:
-        got = dict(results.get(timeout=120) for _ in processes)
+        got = {rank: {kind: [torch.tensor(g) for g in grads] for kind, grads in out.items()}
+               for rank, out in (results.get(timeout=120) for _ in processes)}
     finally:
         for p in processes:
             p.join(timeout=30)
