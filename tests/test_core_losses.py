@@ -276,3 +276,124 @@ def test_probability_targets_with_a_masked_class_are_the_cross_entropy_over_the_
         weight = None if "class_weights" not in live else torch.tensor(live["class_weights"], dtype=torch.float64)
         expected = F.cross_entropy(logits[:, :3], labels[:, :3], weight=weight, reduction=reduction)
     torch.testing.assert_close(value.detach(), expected)
+
+
+# -- z-loss and the fast paths of the softmax family (issue 13) ------------------------------
+
+
+def _lse(x):
+    """log Σ_c exp(x_c) over the last dimension, written out (float64: no overflow here)."""
+    return x.exp().sum(-1).log()
+
+
+def _z_reference(x, y, *, z, weights=None, ignore=-100):
+    """Per-example CE + s·z·lse² (s = w_y), 0 where y is ignored; the weighted mean's denominator."""
+    keep = y != ignore
+    safe = torch.where(keep, y, 0)
+    s = torch.ones(y.shape, dtype=x.dtype) if weights is None else weights[safe]
+    log_p = x - _lse(x).unsqueeze(-1)
+    per = s * (-log_p.gather(-1, safe.unsqueeze(-1)).squeeze(-1)) + s * z * _lse(x) ** 2
+    per = torch.where(keep, per, 0.0)
+    return per, torch.where(keep, s, 0.0).sum()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_z_loss_is_the_closed_form(gen, reduction, weighted):
+    x = 3 * torch.randn(9, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 5, (9,), generator=gen)
+    y[2] = -100
+    weights = 0.5 + torch.rand(5, generator=gen, dtype=torch.float64) if weighted else None
+    per, total = _z_reference(x, y, z=0.3, weights=weights)
+    expected = {"none": per, "sum": per.sum(), "mean": per.sum() / total}[reduction]
+    actual = LF.softmax_cross_entropy(x, y, z_loss=0.3, class_weights=weights, reduction=reduction)
+    torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("name", ["sequence_softmax_cross_entropy", "next_token_softmax_cross_entropy"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_sequence_z_loss_is_the_closed_form_on_the_shifted_tokens(gen, name, reduction):
+    x = 2 * torch.randn(3, 6, 7, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 7, (3, 6), generator=gen)
+    y[0, 4:] = 2
+    shift = name.startswith("next")
+    xs, ys = (x[:, :-1], y[:, 1:]) if shift else (x, y)
+    per, total = _z_reference(xs, ys, z=0.05, ignore=2)
+    expected = {"none": per, "sum": per.sum(), "mean": per.sum() / total}[reduction]
+    actual = getattr(LF, name)(x, y, z_loss=0.05, padding_index=2, reduction=reduction)
+    torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "sequence_softmax_cross_entropy",
+                                  "next_token_softmax_cross_entropy"])
+def test_zero_z_loss_is_torchs_kernel_bit_for_bit(gen, name):
+    """z_loss=0 (and the defaults) are F.cross_entropy itself: the same value and gradient, exactly."""
+    seq = name != "softmax_cross_entropy"
+    x = torch.randn(*((2, 5, 6) if seq else (8, 6)), generator=gen).requires_grad_()
+    y = torch.randint(0, 6, x.shape[:-1], generator=gen)
+    ignore = 2 if name.startswith("sequence") else -100
+    if name.startswith("next"):
+        y[0, 3] = -100
+        flat_x, flat_y = x[:, :-1].reshape(-1, 6), y[:, 1:].reshape(-1)
+    else:
+        flat_x, flat_y = x.reshape(-1, 6), y.reshape(-1)
+    for reduction in ("mean", "sum"):
+        expected = F.cross_entropy(flat_x, flat_y, ignore_index=ignore, reduction=reduction)
+        (expected_grad,) = torch.autograd.grad(expected, x)
+        for params in ({}, {"z_loss": 0.0}):
+            actual = getattr(LF, name)(x, y, reduction=reduction, **params)
+            (grad,) = torch.autograd.grad(actual, x)
+            assert torch.equal(actual, expected) and torch.equal(grad, expected_grad)
+
+
+def test_fast_mean_with_every_label_ignored_is_zero_with_a_zero_gradient():
+    x = torch.randn(4, 3, requires_grad=True)
+    loss = LF.softmax_cross_entropy(x, torch.full((4,), -100))
+    (gradient,) = torch.autograd.grad(loss, x)
+    assert loss.item() == 0.0 and torch.equal(gradient, torch.zeros_like(x))
+    nan = torch.full((4, 3), torch.nan)  # a kept NaN stays NaN (the where does not hide it)
+    assert torch.isnan(LF.softmax_cross_entropy(nan, torch.tensor([0, 1, -100, 2])))
+
+
+def test_z_loss_as_a_tensor_under_grad_and_vmap(gen):
+    from torch.func import grad, vmap
+
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,), generator=gen)
+    # d mean / dz = mean of lse², written out
+    slope = grad(lambda z: LF.softmax_cross_entropy(x, y, z_loss=z))(torch.tensor(0.1, dtype=torch.float64))
+    torch.testing.assert_close(slope, (_lse(x) ** 2).mean())
+    grid = torch.tensor([0.0, 0.01, 0.5], dtype=torch.float64)
+    swept = vmap(lambda z: LF.next_token_softmax_cross_entropy(x[None], y[None], z_loss=z))(grid)
+    looped = torch.stack([_z_reference(x[:-1], y[1:], z=float(z))[0].mean() for z in grid])
+    torch.testing.assert_close(swept, looped)
+
+
+def test_next_token_last_step_gets_no_gradient_and_none_drops_it(gen):
+    x = torch.randn(2, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (2, 4), generator=gen)
+    for params in ({}, {"label_smoothing": 0.1, "z_loss": 0.1}, {"unique": True}):
+        (gradient,) = torch.autograd.grad(LF.next_token_softmax_cross_entropy(x, y, **params), x)
+        assert torch.equal(gradient[:, -1], torch.zeros(2, 5, dtype=torch.float64))
+        assert gradient[:, :-1].abs().sum() > 0
+        assert LF.next_token_softmax_cross_entropy(x, y, reduction="none", **params).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name,logits,labels,ok", [
+    ("softmax_cross_entropy", torch.zeros(3, 4), torch.tensor([0, -100, 3]), True),
+    ("softmax_cross_entropy", torch.zeros(3, 4), torch.tensor([0, -1, 3]), False),
+    ("softmax_cross_entropy", torch.zeros(3, 4), torch.tensor([0, 4, 3]), False),
+    ("sequence_softmax_cross_entropy", torch.zeros(1, 3, 2), torch.tensor([[0, 2, 1]]), True),  # <PAD> = 2 >= C
+    ("sequence_softmax_cross_entropy", torch.zeros(1, 3, 2), torch.tensor([[0, 3, 1]]), False),
+    ("next_token_softmax_cross_entropy", torch.zeros(1, 3, 4), torch.tensor([[0, -100, 1]]), True),
+])
+def test_the_cheaper_label_check_gives_the_full_checks_verdict(name, logits, labels, ok):
+    from lossfn.functional._common import validate_class_range
+
+    spec = lossfn.get_loss(name)
+    seq = name != "softmax_cross_entropy"
+    full = validate_class_range(name, ignored="padding_index" if seq else "ignore_index",
+                                class_dim=-1 if seq else 1, what="token indices" if seq else "class indices")
+    check, reference = spec.validate(logits, labels, **spec.defaults), full(logits, labels, **spec.defaults)
+    verdict, expected = check.judge(check.facts.tolist()), reference.judge(reference.facts.tolist())
+    assert (verdict is None) == ok and str(verdict) == str(expected)

@@ -101,9 +101,9 @@ LUDWIG_CATALOG = {
 LOSSFN_EXTRA_FEATURES = {"softmax_cross_entropy": {"category_distribution"}, "focal": {"set"}}
 #: fields lossfn adds to Ludwig's (extras, with defaults that keep Ludwig's numbers)
 LOSSFN_EXTRAS = {
-    "softmax_cross_entropy": {"label_smoothing": 0.0, "ignore_index": -100},
-    "sequence_softmax_cross_entropy": {"label_smoothing": 0.0, "padding_index": 2},
-    "next_token_softmax_cross_entropy": {"label_smoothing": 0.0, "padding_index": -100},
+    "softmax_cross_entropy": {"label_smoothing": 0.0, "z_loss": 0.0, "ignore_index": -100},
+    "sequence_softmax_cross_entropy": {"label_smoothing": 0.0, "z_loss": 0.0, "padding_index": 2},
+    "next_token_softmax_cross_entropy": {"label_smoothing": 0.0, "z_loss": 0.0, "padding_index": -100},
     # -100: Ludwig's IGNORE_INDEX_TOKEN_ID, the default of the entmax losses it wraps
     "sparsemax": {"ignore_index": -100},
     "entmax15": {"ignore_index": -100},

@@ -1,10 +1,17 @@
 """Per-token softmax cross-entropy for sequence and text outputs (logits ``[B, T, V]``).
 
-Both losses flatten the tokens to ``[B·T, V]`` and reuse the softmax core of
-``_softmax.py`` (class weights, robust mixture, confidence penalty, class
-similarities, label smoothing); padding positions are left out of the loss and the
-mean with a ``where`` (torch's ``ignore_index``), so whatever their logits hold,
-NaN included, stays out.
+Both losses flatten the tokens to ``[B·T, V]`` (a view: no copy of the logits) and
+reuse the softmax core of ``_softmax.py`` (class weights, robust mixture, confidence
+penalty, class similarities, label smoothing, z-loss); padding positions are left out
+of the loss and the mean with a ``where`` (torch's ``ignore_index``), so whatever their
+logits hold, NaN included, stays out. At the default options a ``"mean"`` or ``"sum"``
+is ``F.cross_entropy``'s own reduction (one kernel).
+
+The next-token shift never slices the logits (``logits[:, :-1]`` flattened would be a
+copy of all of them): the labels are shifted instead, ``y'_{b,t} = y_{b,t+1}``, and the
+last step of each sequence, which predicts nothing, gets the padding label and is left
+out like padding. Its loss and weight are exactly 0 (the ``"none"`` output drops it);
+its gradient is 0 too, or NaN where its logits are not finite, as at padding.
 """
 
 from __future__ import annotations
@@ -24,9 +31,24 @@ from ._softmax import (
     LabelSmoothing,
     RobustLambda,
     SimilarityTemperature,
+    ZLoss,
     cross_entropy_terms,
+    fast_reduction,
+    label_range,
+    plain_options,
+    torch_reduced,
 )
-from ._common import cast, check_floating, check_integer_labels, fail, reduce_loss, shape, unbatched, validate_class_range
+from ._common import (
+    as_index,
+    cast,
+    check_floating,
+    check_integer_labels,
+    compute_dtype,
+    fail,
+    reduce_loss,
+    shape,
+    unbatched,
+)
 
 __all__ = ["next_token_softmax_cross_entropy", "sequence_softmax_cross_entropy"]
 
@@ -53,10 +75,11 @@ def _token_terms(
     shift: bool,
     padding_index: Any,
     unique: bool,
-    mean_weights: bool,
+    reduction: str,
     **params: Any,
-) -> tuple[Tensor, Tensor | None]:
-    """Per-token losses ``[B, T']`` (exactly 0 at left-out positions) and their mean weights."""
+) -> tuple[Tensor, Tensor | None] | Tensor:
+    """Per-token losses ``[B, T]`` (exactly 0 at left-out positions, the last step too with
+    ``shift``) and their mean weights; or, where torch reduces the call, the reduced loss."""
     check_floating(name, "logits", logits)
     if logits.ndim != 3:
         raise fail(name, "logits", "of shape [B, T, V] (or [T, V] for one sequence)", f"shape {shape(logits)}")
@@ -66,24 +89,28 @@ def _token_terms(
         raise fail(
             name, "labels", f"token indices of shape {dims} for logits {shape(logits)}", f"shape {shape(labels)}"
         )
-    if shift:  # position t predicts token t + 1: a time-step shift, never a batch one
-        logits, labels = logits[:, :-1], labels[:, 1:]
     batch, steps, vocabulary = logits.shape
+    if shift:  # position t predicts token t + 1 (a time-step shift, never a batch one); the last step: padding
+        labels = torch.cat([labels[:, 1:], labels.new_full((batch, min(steps, 1)), padding_index)], dim=1)
+    flat = logits.reshape(batch * steps, vocabulary)  # a view of contiguous logits
+    if not unique and fast_reduction(reduction) and plain_options(**params):
+        x = cast(flat, compute_dtype(flat))
+        return torch_reduced(x, as_index(labels.reshape(-1)), padding_index, reduction)
     keep = None
     if unique:
         # drop a token equal to a kept token earlier in its sequence: [B, T, T] comparison
-        keep = labels != padding_index
+        keep = labels != padding_index  # (the last step of a shifted sequence holds the padding label)
         earlier = torch.ones(steps, steps, dtype=torch.bool, device=labels.device).tril(-1)
         same = labels.unsqueeze(2) == labels.unsqueeze(1)
         repeated = (same & earlier & keep.unsqueeze(1)).any(2)
         keep = (keep & ~repeated).reshape(-1)
     loss, weights = cross_entropy_terms(
         name,
-        logits.reshape(batch * steps, vocabulary),
+        flat,
         labels.reshape(batch * steps),
         ignore_index=None if unique else padding_index,
         keep=keep,
-        mean_weights=mean_weights,
+        mean_weights=reduction == "mean",
         **params,
     )
     return loss.reshape(batch, steps), None if weights is None else weights.reshape(batch, steps)
@@ -92,7 +119,7 @@ def _token_terms(
 @register_loss(
     "sequence_softmax_cross_entropy",
     [Feature.SEQUENCE, Feature.TEXT],
-    validate=validate_class_range(
+    validate=label_range(
         "sequence_softmax_cross_entropy", ignored="padding_index", class_dim=-1, what="token indices"
     ),
 )
@@ -107,6 +134,7 @@ def sequence_softmax_cross_entropy(
     class_similarities_temperature: SimilarityTemperature = 0.0,
     unique: Unique = False,
     label_smoothing: LabelSmoothing = 0.0,
+    z_loss: ZLoss = 0.0,
     padding_index: SequencePadding = LUDWIG_PADDING_INDEX,
     reduction: Reduction = "mean",
 ) -> Tensor:
@@ -128,7 +156,8 @@ def sequence_softmax_cross_entropy(
 
         \ell_{b,t} = (1 - \lambda)\,\mathrm{CE}_{b,t}
                      + s_{b,t} \Bigl(\frac{\lambda}{V}
-                     + \beta \bigl(1 - \tfrac{H(p_{b,t})}{\log V}\bigr)\Bigr)
+                     + \beta \bigl(1 - \tfrac{H(p_{b,t})}{\log V}\bigr)
+                     + z\, \mathrm{lse}(x_{b,t})^2\Bigr)
 
         \text{mean} = \frac{\sum_{b,t} m_{b,t}\, \ell_{b,t}}{\sum_{b,t} m_{b,t}\, s_{b,t}},
         \qquad \text{sum} = \sum_{b,t} m_{b,t}\, \ell_{b,t}
@@ -145,6 +174,8 @@ def sequence_softmax_cross_entropy(
         unique: count each distinct target token once per sequence (compares
             every pair of steps: ``[B, T, T]`` booleans of memory).
         label_smoothing: :math:`\varepsilon \in [0, 1)` (not in Ludwig).
+        z_loss: :math:`z \ge 0`, PaLM's z-loss weight (not in Ludwig): adds
+            :math:`s_{b,t}\, z\, \mathrm{lse}(x_{b,t})^2` per token.
         padding_index: the label left out (default 2, Ludwig's ``<PAD>``); any
             integer: a negative one, e.g. ``-100``, keeps every real token.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
@@ -183,13 +214,14 @@ def sequence_softmax_cross_entropy(
         class_similarities=class_similarities,
         class_similarities_temperature=class_similarities_temperature,
         label_smoothing=label_smoothing,
+        z_loss=z_loss,
     )
 
 
 @register_loss(
     "next_token_softmax_cross_entropy",
     [Feature.SEQUENCE, Feature.TEXT],
-    validate=validate_class_range(
+    validate=label_range(
         "next_token_softmax_cross_entropy", ignored="padding_index", class_dim=-1, what="token indices"
     ),
 )
@@ -204,6 +236,7 @@ def next_token_softmax_cross_entropy(
     class_similarities_temperature: SimilarityTemperature = 0.0,
     unique: Unique = False,
     label_smoothing: LabelSmoothing = 0.0,
+    z_loss: ZLoss = 0.0,
     padding_index: NextTokenPadding = IGNORE_INDEX,
     reduction: Reduction = "mean",
 ) -> Tensor:
@@ -222,7 +255,9 @@ def next_token_softmax_cross_entropy(
         \qquad t = 0, \dots, T - 2
 
     with :math:`\ell^{\mathrm{seq}}`, the keep mask and the reductions of
-    :func:`sequence_softmax_cross_entropy`.
+    :func:`sequence_softmax_cross_entropy`. The logits are not sliced (no copy): the
+    labels are shifted and the last step of each sequence is left out like padding,
+    so its gradient is 0 (NaN where its logits are not finite, as at padding).
 
     Args:
         logits: ``[B, T, V]``, or ``[T, V]`` for one sequence.
@@ -235,6 +270,7 @@ def next_token_softmax_cross_entropy(
         class_similarities_temperature: :math:`\tau \ge 0` (0: similarities unused).
         unique: count each distinct target token once per sequence.
         label_smoothing: :math:`\varepsilon \in [0, 1)` (not in Ludwig).
+        z_loss: :math:`z \ge 0`, PaLM's z-loss weight (not in Ludwig).
         padding_index: the label left out; the default ``-100`` (Hugging Face's
             ignored label) keeps every real token, as Ludwig does.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
@@ -272,15 +308,21 @@ def next_token_softmax_cross_entropy(
         class_similarities=class_similarities,
         class_similarities_temperature=class_similarities_temperature,
         label_smoothing=label_smoothing,
+        z_loss=z_loss,
     )
 
 
-def _reduced(name: str, logits: Tensor, labels: Tensor, *, reduction: str, **params: Any) -> Tensor:
+def _reduced(name: str, logits: Tensor, labels: Tensor, *, reduction: str, shift: bool, **params: Any) -> Tensor:
     if not isinstance(labels, Tensor):
         raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
     logits_in = logits
     logits, labels, one = unbatched(logits, labels, rank=3, probabilities=False)
-    loss, weights = _token_terms(name, logits, labels, mean_weights=reduction == "mean", **params)
+    terms = _token_terms(name, logits, labels, shift=shift, reduction=reduction, **params)
+    if isinstance(terms, Tensor):  # reduced by torch
+        return cast(terms, logits_in.dtype)
+    loss, weights = terms
+    if shift and reduction == "none":
+        loss = loss[:, :-1]  # the last step predicts nothing (its loss is 0: sums and means need no slice)
     if one:
         loss = loss.squeeze(0)
     return cast(reduce_loss(loss, reduction, name=name, weights=weights), logits_in.dtype)

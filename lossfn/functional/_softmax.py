@@ -4,9 +4,12 @@
 reuse on their flattened tokens. Besides torch's class weights, label smoothing and
 ``ignore_index``, it implements the parts of Ludwig's loss configs that Ludwig
 declares but leaves unfinished: ``robust_lambda``, ``confidence_penalty`` and
-``class_similarities`` (see ``docs/ludwig.md``). For class indices with class weights
-and ``ignore_index`` alone it calls ``torch.nn.functional.cross_entropy`` itself: torch's
-fused kernel, and torch's number by construction. Class probabilities are lossfn's own
+``class_similarities`` (see ``docs/ludwig.md``), and PaLM's ``z_loss``. For class
+indices with class weights and ``ignore_index`` alone it calls
+``torch.nn.functional.cross_entropy`` itself: torch's fused kernel, and torch's number
+by construction; with no class weights either and a ``"mean"`` or ``"sum"`` reduction,
+:func:`torch_reduced` lets torch reduce as well (one kernel, one autograd node), which
+is what keeps a ``[32, 10]`` call close to ``F.cross_entropy``'s cost. Class probabilities are lossfn's own
 arithmetic (torch's number too), which takes ``0 · log 0 = 0`` at a class masked with a
 ``-inf`` logit, where torch gives NaN. (Torch's label smoothing writes in
 place, which ``vmap`` refuses when only the labels are batched, so smoothing stays
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 from msgspec import Meta
 from torch import Tensor
 
-from lossfn.registry import AsTensor, Check, Feature, Reduction, register_loss
+from lossfn.registry import AsTensor, Check, Feature, InputCheck, Reduction, register_loss
 
 from ._common import (
     as_index,
@@ -34,6 +37,7 @@ from ._common import (
     check_integer_labels,
     check_device,
     check_min_rank,
+    MEANS,
     compute_dtype,
     fail,
     keep_where,
@@ -43,7 +47,7 @@ from ._common import (
     validate_class_range,
 )
 
-__all__ = ["cross_entropy_terms", "softmax_cross_entropy"]
+__all__ = ["cross_entropy_terms", "label_range", "softmax_cross_entropy", "torch_reduced"]
 
 
 def _positive_sum(weights: Any) -> bool:
@@ -106,6 +110,9 @@ SimilarityTemperature = Annotated[
 LabelSmoothing = Annotated[
     float, Meta(ge=0.0, lt=1.0, description="mass moved from the labels to the uniform distribution")
 ]
+ZLoss = Annotated[
+    float, Meta(ge=0.0, description="weight z of PaLM's z-loss z·logsumexp(logits)², added per example")
+]
 
 
 def is_zero(value: Any) -> bool:
@@ -150,6 +157,62 @@ def _fused(
     )
 
 
+def plain_options(
+    class_weights: Any,
+    label_smoothing: Any,
+    robust_lambda: Any,
+    confidence_penalty: Any,
+    class_similarities: Any,
+    class_similarities_temperature: Any,
+    z_loss: Any,
+) -> bool:
+    """Are these options torch's own, class weights aside (so :func:`torch_reduced` may take the call)?"""
+    return (
+        class_weights is None
+        and is_zero(z_loss)
+        and _fused(robust_lambda, confidence_penalty, class_similarities, class_similarities_temperature,
+                   label_smoothing)
+    )
+
+
+def fast_reduction(reduction: Any) -> bool:
+    """May torch reduce this call (``"mean"`` / ``"sum"``, nobody collecting means, no ``torch.func``)?
+
+    ``lossfn.distributed.mean`` listens through ``MEANS`` and needs the mean's parts;
+    under a ``torch.func`` transform the reduced kernel has no batching rule (torch warns
+    and loops), so the unreduced kernel and :func:`reduce_loss` do the work there.
+    """
+    return (reduction == "mean" or reduction == "sum") and not MEANS and _functorch_level() is None
+
+
+def _functorch_level() -> Any:
+    level = getattr(torch._C._functorch, "maybe_current_level", None)
+    return None if level is None else level()
+
+
+def torch_reduced(x: Tensor, labels: Tensor, ignore_index: int, reduction: str) -> Tensor:
+    """``F.cross_entropy`` reduced by torch (``"mean"`` or ``"sum"``): lossfn's number, one kernel.
+
+    The mean is torch's ``Σ loss / #kept``; where nothing is kept (every label is
+    ``ignore_index``) torch gives ``0 / 0 = nan``, and lossfn 0 with a zero gradient:
+    a ``where`` on "any label kept" (two ops on the labels, none on the logits). An
+    empty batch is the sum (0, zero gradient).
+    """
+    if reduction == "sum" or labels.numel() == 0:
+        return F.cross_entropy(x, labels, ignore_index=ignore_index, reduction="sum")
+    mean = F.cross_entropy(x, labels, ignore_index=ignore_index)
+    kept = labels.ne(ignore_index).any()
+    return torch.where(kept, mean, kept)  # False is 0 (a bool tensor: no Python scalar to wrap per call)
+
+
+def _z_term(x: Tensor, z_loss: Any, scale: Any, keep: Tensor | None) -> Tensor:
+    """``s · z · logsumexp(x)²`` per position (class dimension 1), 0 where ``keep`` is False."""
+    term = z_loss * torch.logsumexp(x, dim=1).square()
+    if scale is not None:
+        term = scale * term
+    return term if keep is None else keep_where(keep, term)
+
+
 def cross_entropy_terms(
     name: str,
     logits: Tensor,
@@ -161,6 +224,7 @@ def cross_entropy_terms(
     confidence_penalty: Any,
     class_similarities: Any,
     class_similarities_temperature: Any,
+    z_loss: Any = 0.0,
     ignore_index: int | None = None,
     keep: Tensor | None = None,
     mean_weights: bool = True,
@@ -170,7 +234,8 @@ def cross_entropy_terms(
     Returns ``(loss, s)``: per-position losses ``[B, *]`` (already multiplied by
     their weight, and exactly 0 where a position is left out) and the weights ``s``
     of the weighted mean (``None``: a plain mean over every position), in the
-    compute dtype; ``s`` is only built when ``mean_weights``. Class-index positions
+    compute dtype; ``s`` is only built when ``mean_weights``. A ``z_loss`` other than the
+    number 0 adds ``s_n · z · logsumexp(x_n)²`` (``s_n = w_{y_n}``, or 1) at kept positions. Class-index positions
     whose label is ``ignore_index``, or where ``keep`` is False, are left out, whatever
     their logits hold (NaN included).
     """
@@ -191,6 +256,8 @@ def cross_entropy_terms(
             target = target * weights.view(class_dims)
         ce = -plogq(target, log_p).sum(1)
         loss = _robust_and_penalized(ce, log_p, 1.0, num_classes, robust_lambda, confidence_penalty)
+        if not is_zero(z_loss):
+            loss = loss + _z_term(x, z_loss, None, None)
         if keep is None:
             return loss, None
         return keep_where(keep, loss), keep if mean_weights else None
@@ -202,11 +269,15 @@ def cross_entropy_terms(
         # torch's fused kernel: its ignore_index writes 0 at left-out positions, NaN logits or not
         ignore = -100 if ignore_index is None else ignore_index
         loss = F.cross_entropy(x, labels, weight=weights, ignore_index=ignore, reduction="none")
-        if not mean_weights:
+        with_z = not is_zero(z_loss)
+        if not mean_weights and not with_z:
             return loss, None
         kept = None if ignore_index is None else labels != ignore_index
         safe = labels if kept is None or weights is None else torch.where(kept, labels, 0)
-        return loss, _mean_weights(kept, None if weights is None else weights[safe])
+        chosen = None if weights is None else weights[safe]
+        if with_z:
+            loss = loss + _z_term(x, z_loss, chosen, kept)
+        return loss, _mean_weights(kept, chosen) if mean_weights else None
 
     if ignore_index is not None:
         ignored = labels != ignore_index
@@ -217,6 +288,8 @@ def cross_entropy_terms(
     if fused:  # left-out positions given as a mask (unique tokens): torch's kernel still does the work
         targets = torch.where(keep, labels, -100)
         loss = F.cross_entropy(x, targets, weight=weights, ignore_index=-100, reduction="none")
+        if not is_zero(z_loss):
+            loss = loss + _z_term(x, z_loss, chosen, keep)
         return loss, _mean_weights(keep, chosen) if mean_weights else None
 
     log_p = torch.log_softmax(x, dim=1)
@@ -253,6 +326,8 @@ def cross_entropy_terms(
 
     scale = 1.0 if chosen is None else chosen
     loss = _robust_and_penalized(loss, log_p, scale, num_classes, robust_lambda, confidence_penalty)
+    if not is_zero(z_loss):
+        loss = loss + _z_term(x, z_loss, chosen, None)
     loss = loss if keep is None else keep_where(keep, loss)
     return loss, _mean_weights(keep, chosen) if mean_weights else None
 
@@ -263,6 +338,43 @@ def _mean_weights(keep: Tensor | None, chosen: Tensor | None) -> Tensor | None:
     if chosen is None:
         return keep
     return chosen if keep is None else keep_where(keep, chosen)
+
+
+def label_range(
+    loss: str,
+    *,
+    ignored: str | None = None,
+    class_dim: int = 1,
+    what: str = "class indices",
+    probabilities: bool = False,
+) -> Any:
+    """The ``validate=`` hook of ``validate_class_range``, with the same verdicts at less cost.
+
+    The facts are the labels' own ``aminmax`` (two ops on the labels, where the full
+    check masks the ignored label first: four). Labels in ``[0, C)`` pass on that alone;
+    only when some label lies outside, which the ignored label may explain, does the
+    judge run the full check (a second host sync, on that path only), so its verdict
+    and its message are the full check's. Probabilities go to the full check as they are.
+    """
+    full = validate_class_range(loss, ignored=ignored, class_dim=class_dim, what=what, probabilities=probabilities)
+
+    def validate(logits: Tensor, labels: Tensor, *rest: Any, **params: Any) -> InputCheck | None:
+        if not isinstance(logits, Tensor) or not isinstance(labels, Tensor) or logits.ndim == 0:
+            return None
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.numel() == 0:
+            return full(logits, labels, *rest, **params)
+        num_classes = logits.shape[class_dim if class_dim < 0 or logits.ndim >= 2 else 0]
+
+        def judge(bounds: list[int]) -> ValueError | None:
+            low, high = bounds
+            if 0 <= low and high < num_classes:
+                return None
+            check = full(logits, labels, *rest, **params)  # some label is out of range, or is the ignored one
+            return None if check is None else check.judge(check.facts.tolist())
+
+        return InputCheck(torch.stack(torch.aminmax(labels)), judge)
+
+    return validate
 
 
 def _robust_and_penalized(
@@ -280,7 +392,7 @@ def _robust_and_penalized(
     "softmax_cross_entropy",
     # category_distribution: the labels are class probabilities [B, C] (Ludwig uses it there too)
     [Feature.CATEGORY, Feature.CATEGORY_DISTRIBUTION, Feature.VECTOR, Feature.IMAGE],
-    validate=validate_class_range("softmax_cross_entropy", ignored="ignore_index", probabilities=True),
+    validate=label_range("softmax_cross_entropy", ignored="ignore_index", probabilities=True),
 )
 def softmax_cross_entropy(
     logits: Tensor,
@@ -292,6 +404,7 @@ def softmax_cross_entropy(
     class_similarities: ClassSimilarities = None,
     class_similarities_temperature: SimilarityTemperature = 0.0,
     label_smoothing: LabelSmoothing = 0.0,
+    z_loss: ZLoss = 0.0,
     ignore_index: IgnoreIndex = -100,
     reduction: Reduction = "mean",
 ) -> Tensor:
@@ -299,14 +412,15 @@ def softmax_cross_entropy(
 
     Ludwig's loss for category, vector and image outputs, with the options Ludwig
     declares and leaves unused made to work: the robust mixture, the confidence
-    penalty of Pereyra et al. and similarity-smoothed targets. With all of them
-    at their defaults it is ``torch.nn.functional.cross_entropy``.
+    penalty of Pereyra et al. and similarity-smoothed targets; and PaLM's z-loss.
+    With all of them at their defaults it is ``torch.nn.functional.cross_entropy``
+    (which then does the reduction too: one kernel, torch's cost).
 
     For example :math:`n` with :math:`C` classes, :math:`p_n = \operatorname{softmax}(x_n)`
     (from ``log_softmax``, never the log of a softmax, in float32 for half-precision
     inputs), class weights :math:`w` (all 1 by default), label smoothing
-    :math:`\varepsilon`, robust mixing weight :math:`\lambda` and confidence
-    penalty :math:`\beta`:
+    :math:`\varepsilon`, robust mixing weight :math:`\lambda`, confidence
+    penalty :math:`\beta` and z-loss weight :math:`z`:
 
     .. math::
 
@@ -315,7 +429,8 @@ def softmax_cross_entropy(
 
         \ell_n = (1 - \lambda)\, \mathrm{CE}_n
                  + s_n \Bigl(\frac{\lambda}{C}
-                 + \beta \bigl(1 - \tfrac{H(p_n)}{\log C}\bigr)\Bigr),
+                 + \beta \bigl(1 - \tfrac{H(p_n)}{\log C}\bigr)
+                 + z \bigl(\log \textstyle\sum_c e^{x_{n,c}}\bigr)^2\Bigr),
         \qquad H(p) = -\sum_c p_c \log p_c
 
     The target :math:`q_n` is the one-hot vector of the class index :math:`y_n`;
@@ -361,6 +476,8 @@ def softmax_cross_entropy(
         class_similarities_temperature: :math:`\tau \ge 0`; 0 leaves the
             similarities unused (Ludwig's behaviour), and so does ``class_similarities=None``.
         label_smoothing: :math:`\varepsilon \in [0, 1)` (not in Ludwig).
+        z_loss: :math:`z \ge 0`, PaLM's z-loss weight (PaLM uses 1e-4; not in
+            Ludwig): it pulls the log-normalizer towards 0.
         ignore_index: class-index label left out (default ``-100``, as torch; not
             in Ludwig, where no label is left out).
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
@@ -389,7 +506,8 @@ def softmax_cross_entropy(
         et al., `Regularizing Neural Networks by Penalizing Confident Output
         Distributions <https://arxiv.org/abs/1701.06548>`_, 2017. Label smoothing:
         Szegedy et al., `Rethinking the Inception Architecture
-        <https://arxiv.org/abs/1512.00567>`_, 2016. Differences from Ludwig:
+        <https://arxiv.org/abs/1512.00567>`_, 2016. z-loss: Chowdhery et al.,
+        `PaLM <https://arxiv.org/abs/2204.02311>`_, 2022, section 5. Differences from Ludwig:
         ``docs/ludwig.md``.
     """
     name = "softmax_cross_entropy"
@@ -406,6 +524,12 @@ def softmax_cross_entropy(
     else:
         check_integer_labels(name, labels, "integer class indices or float probabilities", like=logits)
         check_class_indices(name, logits, labels)
+        if fast_reduction(reduction) and plain_options(
+            class_weights, label_smoothing, robust_lambda, confidence_penalty, class_similarities,
+            class_similarities_temperature, z_loss,
+        ):
+            x = cast(logits, compute_dtype(logits))
+            return cast(torch_reduced(x, as_index(labels), ignore_index, reduction), logits.dtype)
     loss, weights = cross_entropy_terms(
         name,
         logits,
@@ -416,6 +540,7 @@ def softmax_cross_entropy(
         confidence_penalty=confidence_penalty,
         class_similarities=class_similarities,
         class_similarities_temperature=class_similarities_temperature,
+        z_loss=z_loss,
         ignore_index=ignore_index,
         mean_weights=reduction == "mean",
     )

@@ -227,7 +227,7 @@ class MultilabelMargin(DerivedLoss):
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
 
 class NextTokenSoftmaxCrossEntropy(DerivedLoss):
-    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, unique: bool = False, label_smoothing: float = 0.0, padding_index: int = -100, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, unique: bool = False, label_smoothing: float = 0.0, z_loss: float = 0.0, padding_index: int = -100, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
     class_weights: Tensor | None
     robust_lambda: float | Tensor
@@ -236,6 +236,7 @@ class NextTokenSoftmaxCrossEntropy(DerivedLoss):
     class_similarities_temperature: float | Tensor
     unique: bool | Tensor
     label_smoothing: float | Tensor
+    z_loss: float | Tensor
     padding_index: int | Tensor
 
 class Nll(DerivedLoss):
@@ -295,7 +296,7 @@ class RootMeanSquaredPercentageError(DerivedLoss):
     def forward(self, predictions: Tensor, labels: Tensor) -> Tensor: ...
 
 class SequenceSoftmaxCrossEntropy(DerivedLoss):
-    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, unique: bool = False, label_smoothing: float = 0.0, padding_index: int = 2, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, unique: bool = False, label_smoothing: float = 0.0, z_loss: float = 0.0, padding_index: int = 2, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
     class_weights: Tensor | None
     robust_lambda: float | Tensor
@@ -304,6 +305,7 @@ class SequenceSoftmaxCrossEntropy(DerivedLoss):
     class_similarities_temperature: float | Tensor
     unique: bool | Tensor
     label_smoothing: float | Tensor
+    z_loss: float | Tensor
     padding_index: int | Tensor
 
 class SigmoidCrossEntropy(DerivedLoss):
@@ -324,7 +326,7 @@ class SmoothL1(DerivedLoss):
     beta: float | Tensor
 
 class SoftmaxCrossEntropy(DerivedLoss):
-    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, label_smoothing: float = 0.0, ignore_index: int = -100, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def __init__(self, *, class_weights: list[float] | dict[str, float] | Tensor | None = None, robust_lambda: float = 0.0, confidence_penalty: float = 0.0, class_similarities: list[list[float]] | Tensor | None = None, class_similarities_temperature: float = 0.0, label_smoothing: float = 0.0, z_loss: float = 0.0, ignore_index: int = -100, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor: ...
     class_weights: Tensor | None
     robust_lambda: float | Tensor
@@ -332,6 +334,7 @@ class SoftmaxCrossEntropy(DerivedLoss):
     class_similarities: Tensor | None
     class_similarities_temperature: float | Tensor
     label_smoothing: float | Tensor
+    z_loss: float | Tensor
     ignore_index: int | Tensor
 
 class Sparsemax(DerivedLoss):

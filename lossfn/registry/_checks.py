@@ -195,6 +195,8 @@ def _checker(loss: str, param: Param, defaults: Mapping[str, Any]) -> Checker:
 
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+#: True when autocast is on for some device (a private C call; a stand-in that says so otherwise)
+any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
 _AUTOCAST_DEVICES = frozenset({"cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "maia", "ipu"})
 
 
@@ -212,7 +214,8 @@ def float32_under_autocast(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def loss(*inputs: Any, **params: Any) -> Any:
         first = inputs[0] if inputs else None
-        if isinstance(first, torch.Tensor):
+        # one C call answers "no autocast anywhere" (the common case) before any per-device question
+        if any_autocast() and isinstance(first, torch.Tensor):
             device = first.device.type
             # autocast knows a few device types (asking about "meta" raises)
             if device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
