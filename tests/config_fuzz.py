@@ -181,6 +181,9 @@ def check_module_runs(config: msgspec.Struct, seed: int = 0) -> str | None:
     spec = spec_of(config)
     case = CASES[spec.name]
     classes, vocabulary = _num_classes(config)
+    needed = case.classes_needed(**{p.name: getattr(config, p.name) for p in spec.params})
+    if needed is not None:  # a class-index hyperparameter (background_class) sets the smallest class count
+        classes = max(classes or 0, needed)
     if classes is not None and case.classes is None:
         return f"{spec.name}: its case needs classes= (a per-class hyperparameter is set)"
     make = case.make if classes is None else case.classes(classes)

@@ -75,6 +75,9 @@ class Case:
         classes: ``classes(C)`` is a ``make`` for ``C`` classes, for a loss with a
             per-class hyperparameter (``class_weights``): a config with ``C`` weights
             runs on inputs with ``C`` classes (``tests/test_config_robustness.py``).
+        classes_needed: ``classes_needed(**params)``: the class count a setting's
+            class-index hyperparameters need (``background_class + 1``), or None; a
+            config fuzzed with a larger index runs on ``classes(n)`` inputs.
         labels_bounded: the labels have a valid range that the module's ``validate=``
             hook checks (class indices, targets in [0, 1]); False for real-valued
             targets whose hook checks another input (``gaussian_nll``'s variance).
@@ -103,6 +106,7 @@ class Case:
     kind: str = "logits"
     classes: Callable[[int], Callable[[int, torch.dtype, torch.Generator], Inputs]] | None = None
     labels_bounded: bool = True
+    classes_needed: Callable[..., int | None] = lambda **params: None
     nonnegative: bool = True
 
 

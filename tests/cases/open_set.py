@@ -18,13 +18,25 @@ CLASSES = 4
 LUDWIG_EPSILON = 1e-10  # ludwig/modules/loss_modules.py, EPSILON
 
 
-def _logits_and_labels(batch, dtype, generator):
-    """``[B, 4]`` logits and labels in [0, 4), every third one class 3 (so both kinds are present
-    for a background class 3)."""
-    logits = 2 * torch.randn(batch, CLASSES, generator=generator)
-    labels = torch.randint(0, CLASSES, (batch,), generator=generator)
-    labels = torch.where(torch.arange(batch) % 3 == 0, CLASSES - 1, labels)
-    return logits.to(dtype), labels
+def _classes(num_classes):
+    """``[B, C]`` logits and labels in [0, C), every third one class C - 1 (so both kinds are
+    present for a background class C - 1)."""
+
+    def make(batch, dtype, generator):
+        logits = 2 * torch.randn(batch, num_classes, generator=generator)
+        labels = torch.randint(0, num_classes, (batch,), generator=generator)
+        labels = torch.where(torch.arange(batch) % 3 == 0, num_classes - 1, labels)
+        return logits.to(dtype), labels
+
+    return make
+
+
+_logits_and_labels = _classes(CLASSES)
+
+
+def _needed(background_class=None, **_):
+    """A background class is a class index: the logits need one column past it."""
+    return None if background_class is None else max(CLASSES, background_class + 1)
 
 
 def ludwig_terms(logits, labels, *, background_class=None, xi=None, zeta=None):
@@ -81,6 +93,8 @@ CASES = [
         _logits_and_labels,
         params=({}, {"background_class": 0}, {"background_class": 3}),
         reference=entropic_reference,
+        classes=_classes,
+        classes_needed=_needed,
         skip={"reduction_consistency": _TWO_MEANS},
     ),
     Case(
@@ -93,6 +107,8 @@ CASES = [
             {"background_class": 3, "xi": 3.0, "zeta": 0.5},  # the last: compiled, and in half precision
         ),
         reference=objectosphere_reference,
+        classes=_classes,
+        classes_needed=_needed,
         skip={
             "reduction_consistency": _TWO_MEANS,
             "tensor_hyperparameters": "the generic check calls with background_class=None (the default), "
