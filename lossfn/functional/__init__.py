@@ -30,6 +30,7 @@ from ._focal import focal
 from ._focal import poly
 from ._likelihood import binary_cross_entropy
 from ._likelihood import nll
+from ._linear_ce import linear_cross_entropy
 from ._log_probs import sequence_log_probs
 from ._lovasz_hinge import lovasz_hinge
 from ._margin import binary_sparsemax
@@ -113,6 +114,7 @@ __all__ = [
     "kl_divergence",
     "knowledge_distillation",
     "kto",
+    "linear_cross_entropy",
     "log_cosh",
     "log_t",
     "lovasz_hinge",

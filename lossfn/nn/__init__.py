@@ -17,8 +17,9 @@ from lossfn.schemas import spec_of as _spec_of
 from ._derive import DerivedLoss
 from ._derive import module_class
 from ._derive import stepping_aside
+from ._heads import LinearCrossEntropyHead
 
-__all__ = ["DerivedLoss", "build", "module_class", "safe_globals", "stepping_aside"]
+__all__ = ["DerivedLoss", "LinearCrossEntropyHead", "build", "module_class", "safe_globals", "stepping_aside"]
 
 
 def safe_globals() -> list[type]:

@@ -178,6 +178,16 @@ class Kto(DerivedLoss):
     desirable_weight: float | Tensor
     undesirable_weight: float | Tensor
 
+class LinearCrossEntropy(DerivedLoss):
+    def __init__(self, *, ignore_index: int = -100, label_smoothing: float = 0.0, z_loss: float = 0.0, softcap: float | None = None, shift: bool = False, chunk_size: int | None = None, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
+    def forward(self, hidden: Tensor, weight: Tensor, labels: Tensor, bias: Tensor | None = None) -> Tensor: ...
+    ignore_index: int | Tensor
+    label_smoothing: float | Tensor
+    z_loss: float | Tensor
+    softcap: float | None | Tensor
+    shift: bool | Tensor
+    chunk_size: int | None | Tensor
+
 class LogCosh(DerivedLoss):
     def __init__(self, *, weight: float = 1.0, reduction: Reduction = "mean", validate_inputs: bool = True, vocabulary: Sequence[str] | None = None) -> None: ...
     def forward(self, predictions: Tensor, labels: Tensor) -> Tensor: ...
