@@ -222,10 +222,12 @@ TORCH_ROWS: tuple[Row, ...] = (
         NaN)."""),
     _row("l1_loss", "mean_absolute_error", f"""Same number, every reduction. {_WEIGHT}: its mean divides by Σw,
         which is `compose.masked(mean_absolute_error)(x, (y, weight))`."""),
-    _row("linear_cross_entropy", "softmax_cross_entropy", """New in torch 2.13: `cross_entropy(linear(input,
-        linear_weight, linear_bias), target)`, optionally in chunks so that the `[N, C]` logits are never held at
-        once. lossfn has no fused form: `softmax_cross_entropy(F.linear(input, W, b), target)` is the same number
-        (`weight` → `class_weights`); the memory saving of `options=` is not available."""),
+    _row("linear_cross_entropy", ("linear_cross_entropy", "softmax_cross_entropy"), """New in torch 2.13:
+        `cross_entropy(linear(input, linear_weight, linear_bias), target)`, optionally in chunks so that the
+        `[N, C]` logits are never held at once. lossfn's `linear_cross_entropy(hidden, weight, labels, bias)` is
+        chunked too, and works under `torch.func` and `compile` (torch's chunked path does not); it has no
+        per-class `weight` (use `softmax_cross_entropy(F.linear(input, W, b), target, class_weights=...)`, the
+        same number as torch's), and adds `z_loss`, `softcap` and `shift`."""),
     _row("margin_ranking_loss", "margin_ranking", """Same argument order; labels ±1, or 0 for −1; inputs of the
         same shape (torch broadcasts)."""),
     _row("mse_loss", "mean_squared_error", f"""Same number, every reduction. {_WEIGHT}: its mean divides by Σw,

@@ -151,6 +151,8 @@ def test_linear_cross_entropy_is_softmax_cross_entropy_of_the_linear_map(generat
     expected = F.linear_cross_entropy(inputs, w, labels, linear_bias=b, weight=class_weights, reduction=reduction)
     got = LF.softmax_cross_entropy(F.linear(inputs, w, b), labels, class_weights=class_weights, reduction=reduction)
     torch.testing.assert_close(got, expected)
+    unweighted = F.linear_cross_entropy(inputs, w, labels, linear_bias=b, reduction=reduction)
+    torch.testing.assert_close(LF.linear_cross_entropy(inputs, w, labels, b, reduction=reduction), unweighted)
 
 
 def test_triplet_margin_with_the_default_distance_is_triplet_margin(generator):
