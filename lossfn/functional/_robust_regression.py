@@ -320,8 +320,8 @@ def general_robust(
     Examples:
         >>> import torch, lossfn.functional as LF
         >>> x, y = torch.tensor([0.5, 3.0]), torch.tensor([0.0, 0.0])
-        >>> [round(LF.general_robust(x, y, alpha=a).item(), 4) for a in (2.0, 1.0, 0.0, -2.0)]
-        [2.3125, 1.1402, 0.9113, 0.7511]
+        >>> torch.stack([LF.general_robust(x, y, alpha=a) for a in (2.0, 1.0, 0.0, -2.0)]).round(decimals=4)
+        tensor([2.3125, 1.1402, 0.9113, 0.7511])
 
     References:
         Barron, `A General and Adaptive Robust Loss Function

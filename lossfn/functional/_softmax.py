@@ -369,7 +369,10 @@ def label_range(
             low, high = bounds
             if 0 <= low and high < num_classes:
                 return None
-            check = full(logits, labels, *rest, **params)  # some label is out of range, or is the ignored one
+            # Some label is out of range, or is the ignored one: the full check decides. This runs
+            # in the judge, which only the module calls, after its one read of the facts and
+            # outside every transform (nn.stepping_aside); never in the pure function.
+            check = full(logits, labels, *rest, **params)
             return None if check is None else check.judge(check.facts.tolist())
 
         return InputCheck(torch.stack(torch.aminmax(labels)), judge)
