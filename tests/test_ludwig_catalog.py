@@ -825,3 +825,13 @@ def test_similarities_must_match_class_weights_and_temperature_needs_similaritie
     )
     module = lossfn.build(config, vocabulary=["a", "b"])
     assert module.class_weights.tolist() == [1.0, 2.0]
+
+
+def test_corn_leaves_a_nan_logit_of_an_untrained_task_out():
+    """A task an example does not train (k > y) is left out with where, not a product:
+    a NaN there gives the same loss as any finite logit (0 · NaN would be NaN)."""
+    logits = torch.tensor([[0.3, 0.7, 1.0], [0.1, -0.2, 0.3]])
+    labels = torch.tensor([0, 2])
+    poisoned = logits.clone()
+    poisoned[0, 1] = math.nan  # example 0 trains task 0 only
+    torch.testing.assert_close(LF.corn(poisoned, labels, reduction="none"), LF.corn(logits, labels, reduction="none"))

@@ -16,6 +16,7 @@ from ._common import (
     check_integer_labels,
     compute_dtype,
     fail,
+    keep_where,
     reduce_loss,
     shape,
     unbatched,
@@ -150,12 +151,13 @@ def corn(logits: Tensor, labels: Tensor, *, reduction: Reduction = "mean") -> Te
     x = logits[:, :-1].to(compute_dtype(logits))  # K - 1 tasks
     tasks = torch.arange(x.shape[1], device=labels.device)
     y = labels.unsqueeze(1)
-    mask = (y >= tasks).to(x.dtype)
+    trained = y >= tasks  # the tasks this example trains
     target = (y > tasks).to(x.dtype)
     # -[t log σ(x) + (1 - t) log σ(-x)], each log-sigmoid finite for any logit
     elementwise = -(target * F.logsigmoid(x) + (1 - target) * F.logsigmoid(-x))
-    per_example = (mask * elementwise).sum(1)
-    pairs = mask.sum(1)
+    # where, not a product: a NaN logit of a task the example does not train stays out
+    per_example = keep_where(trained, elementwise).sum(1)
+    pairs = trained.sum(1).to(x.dtype)
     if one:
         per_example, pairs = per_example.squeeze(0), pairs.squeeze(0)
     return reduce_loss(per_example, reduction, name=name, weights=pairs).to(logits.dtype)
