@@ -260,33 +260,44 @@ def validate_class_range(
     non-negative and sum to 1 over the class dimension (within
     :func:`probability_tolerance`); a NaN fails.
 
-    The hook reads no values: it returns the labels' ``aminmax`` (an ignored label
-    counted as class 0) as the facts of an ``InputCheck``, and the module reads them.
-    Inputs of the wrong kind or shape give no check: the pure function then raises
-    its own clear error.
+    The hook reads no values: it returns the labels' ``aminmax`` (one op, its pair of
+    0-d tensors as they come) as the facts of an ``InputCheck``, and the module reads
+    them. Labels in ``[0, C)`` pass on that alone. Only when some label lies outside,
+    which the ignored label may explain, does the judge look again, with the ignored
+    label counted as class 0 (a second read, on that path only, in the judge, which
+    the module calls outside every transform). Inputs of the wrong kind or shape give
+    no check: the pure function then raises its own clear error.
     """
 
     def validate(logits: Tensor, labels: Tensor, *_: Any, **params: Any) -> InputCheck | None:
         if not isinstance(logits, Tensor) or not isinstance(labels, Tensor) or logits.ndim == 0:
             return None
-        if labels.is_complex() or labels.dtype == torch.bool or labels.numel() == 0:
+        dtype = labels.dtype
+        if dtype.is_complex or dtype == torch.bool or labels.numel() == 0:
             return None
         dim = class_dim if class_dim < 0 or logits.ndim >= 2 else 0
-        if labels.is_floating_point():
+        if dtype.is_floating_point:
             if not probabilities or labels.shape != logits.shape:
                 return None  # the pure function says what is wrong
             return _probability_check(loss, labels, dim)
         num_classes = logits.shape[dim]
         left_out = params.get(ignored) if ignored is not None else None
-        if isinstance(left_out, int) and not isinstance(left_out, bool):
-            labels = torch.where(labels != left_out, labels, 0)  # class 0 is in range: it hides nothing
-        allowed = f"{what} in [0, {num_classes - 1}]" + (f" or the {ignored}" if ignored else "")
+        if type(left_out) is not int:  # a tensor, or None: nothing is let through
+            left_out = None
 
         def judge(bounds: list[int]) -> ValueError | None:
             low, high = bounds
-            return None if 0 <= low and high < num_classes else fail(loss, "labels", allowed, f"values in [{low}, {high}]")
+            if 0 <= low and high < num_classes:
+                return None
+            allowed = f"{what} in [0, {num_classes - 1}]" + (f" or the {ignored}" if ignored else "")
+            if left_out is not None and low <= left_out <= high:
+                # class 0 is in range: the ignored label, counted as 0, hides nothing
+                low, high = (int(v) for v in torch.aminmax(torch.where(labels != left_out, labels, 0)))
+                if 0 <= low and high < num_classes:
+                    return None
+            return fail(loss, "labels", allowed, f"values in [{low}, {high}]")
 
-        return InputCheck(torch.stack(torch.aminmax(labels)), judge)
+        return InputCheck(tuple(torch.aminmax(labels)), judge)
 
     return validate
 
@@ -308,7 +319,7 @@ def validate_unit_range(loss: str) -> Callable[..., InputCheck | None]:
                 loss, "labels", "targets in [0, 1]", f"values in [{low:g}, {high:g}]"
             )
 
-        return InputCheck(torch.stack(torch.aminmax(labels)), judge)
+        return InputCheck(tuple(torch.aminmax(labels)), judge)
 
     return validate
 

@@ -67,7 +67,7 @@ def _validate(hidden: Any, weight: Any, labels: Any, bias: Any = None, **params:
         expected = f"token indices in [0, {vocabulary - 1}] or the ignore_index"
         return fail(NAME, "labels", expected, f"values in [{low}, {high}]")
 
-    return InputCheck(torch.stack(torch.aminmax(labels)), judge)
+    return InputCheck(tuple(torch.aminmax(labels)), judge)
 
 
 def _check(hidden: Any, weight: Any, labels: Any, bias: Any, shift: bool, chunk_size: Any) -> None:

@@ -34,7 +34,6 @@ from ._softmax import (
     ZLoss,
     cross_entropy_terms,
     fast_reduction,
-    label_range,
     plain_options,
     torch_reduced,
 )
@@ -48,6 +47,7 @@ from ._common import (
     reduce_loss,
     shape,
     unbatched,
+    validate_class_range,
 )
 
 __all__ = ["next_token_softmax_cross_entropy", "sequence_softmax_cross_entropy"]
@@ -119,7 +119,7 @@ def _token_terms(
 @register_loss(
     "sequence_softmax_cross_entropy",
     [Feature.SEQUENCE, Feature.TEXT],
-    validate=label_range(
+    validate=validate_class_range(
         "sequence_softmax_cross_entropy", ignored="padding_index", class_dim=-1, what="token indices"
     ),
 )
@@ -221,7 +221,7 @@ def sequence_softmax_cross_entropy(
 @register_loss(
     "next_token_softmax_cross_entropy",
     [Feature.SEQUENCE, Feature.TEXT],
-    validate=label_range(
+    validate=validate_class_range(
         "next_token_softmax_cross_entropy", ignored="padding_index", class_dim=-1, what="token indices"
     ),
 )

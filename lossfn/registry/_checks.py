@@ -31,7 +31,7 @@ import torch
 from ._bounds import FLOAT_TINY, TINY_EXPECTED
 from ._spec import REDUCTIONS, REPRESENTABLE, Check, LossContractError, Param, Signature
 
-__all__ = ["check_reduction", "checked_function", "fail", "float32_under_autocast", "named_index_errors"]
+__all__ = ["check_reduction", "checked_function", "fail", "guarded"]
 
 Checker = Callable[[Any, Mapping[str, Any]], None]
 
@@ -200,62 +200,73 @@ any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
 _AUTOCAST_DEVICES = frozenset({"cpu", "cuda", "xpu", "mps", "hpu", "xla", "mtia", "maia", "ipu"})
 
 
-def float32_under_autocast(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` computed in float32 when autocast is on for its inputs' device, as torch's losses are.
+def guarded(
+    loss: str, fn: Callable[..., Any], check: Callable[[Mapping[str, Any]], None] | None = None
+) -> Callable[..., Any]:
+    """``fn`` as every registered loss runs it: float32 under autocast, index errors named.
 
-    Autocast lists ``cross_entropy``, ``mse_loss``, ``binary_cross_entropy_with_logits``
-    and the other losses among the ops it runs in float32: their half-precision
-    inputs are cast up and the loss comes back as float32. Every lossfn loss does
-    the same, so a loss and its torch twin agree in dtype under autocast, and no
-    loss is summed in bfloat16. Outside autocast nothing changes (a float16 input
-    gives a float16 loss, computed as the loss's docstring says).
-    """
+    One frame around the loss (it runs on every call, so it is one, not three), which
+    first hands the hyperparameters a call passes to ``check`` when one is given (the
+    pure function's bounds check, :func:`checked_function`; the module's calls skip it,
+    its config checked them when they were set):
 
-    @functools.wraps(fn)
-    def loss(*inputs: Any, **params: Any) -> Any:
-        first = inputs[0] if inputs else None
-        # one C call answers "no autocast anywhere" (the common case) before any per-device question
-        if any_autocast() and isinstance(first, torch.Tensor):
-            device = first.device.type
-            # autocast knows a few device types (asking about "meta" raises)
-            if device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
-                cast = tuple(
-                    x.float() if isinstance(x, torch.Tensor) and x.dtype in _LOW_PRECISION else x for x in inputs
-                )
-                with torch.autocast(device, enabled=False):
-                    return fn(*cast, **params)
-        return fn(*inputs, **params)
-
-    return loss
-
-
-def named_index_errors(loss: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` whose index errors (torch's "Target 7 is out of bounds") name the loss and its labels.
-
-    The pure function reads no label values (that is a host sync; the module checks
-    them), so an out-of-range class index reaches torch's kernels, which raise an
-    unnamed ``IndexError``. It becomes a ``ValueError`` saying which loss and which
-    argument, with torch's words kept. Nothing runs unless the error happens (and
-    nothing at all under ``torch.compile``).
+    - **float32 under autocast**, as torch's losses: autocast lists ``cross_entropy``,
+      ``mse_loss``, ``binary_cross_entropy_with_logits`` and the other losses among the
+      ops it runs in float32, so their half-precision inputs are cast up and the loss
+      comes back as float32. Every lossfn loss does the same, so a loss and its torch
+      twin agree in dtype under autocast, and no loss is summed in bfloat16. Outside
+      autocast nothing changes (a float16 input gives a float16 loss, computed as the
+      loss's docstring says); one C call answers "no autocast anywhere".
+    - **named index errors**: the pure function reads no label values (that is a host
+      sync; the module checks them), so an out-of-range class index reaches torch's
+      kernels, which raise an unnamed ``IndexError`` ("Target 7 is out of bounds"). It
+      becomes a ``ValueError`` saying which loss and which argument, with torch's words
+      kept. Nothing runs unless the error happens (and nothing at all under
+      ``torch.compile``, which traces no ``try``).
     """
 
     @functools.wraps(fn)
     def loss_function(*inputs: Any, **params: Any) -> Any:
-        if torch.compiler.is_compiling():
+        if check is not None and params:
+            check(params)
+        if any_autocast() and inputs and isinstance(inputs[0], torch.Tensor):
+            device = inputs[0].device.type
+            # autocast knows a few device types (asking about "meta" raises)
+            if device in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
+                inputs = tuple(
+                    x.float() if isinstance(x, torch.Tensor) and x.dtype in _LOW_PRECISION else x for x in inputs
+                )
+                with torch.autocast(device, enabled=False):  # the call again, with autocast off
+                    return unchecked(*inputs, **params)
+        if _is_compiling():
             return fn(*inputs, **params)
         try:
             return fn(*inputs, **params)
         except (IndexError, RuntimeError) as exc:
-            # gather's words are a RuntimeError: "index 7 is out of bounds for dimension 1 with size 3"
-            if isinstance(exc, RuntimeError) and "out of bounds" not in str(exc):
+            if not _out_of_bounds(exc):
                 raise
-            raise fail(loss, "labels", "class or token indices in range of the model output's classes", str(exc)) from exc
+            raise _index_error(loss, exc) from exc
 
+    unchecked = loss_function if check is None else guarded(loss, fn)
     return loss_function
 
 
+_is_compiling = torch.compiler.is_compiling
+
+
+def _out_of_bounds(exc: Exception) -> bool:
+    """An index error of torch's (gather's words are a RuntimeError: "index 7 is out of bounds ...")."""
+    return isinstance(exc, IndexError) or "out of bounds" in str(exc)
+
+
+def _index_error(loss: str, exc: Exception) -> ValueError:
+    """torch's index error as lossfn's ``ValueError``, torch's words kept."""
+    return fail(loss, "labels", "class or token indices in range of the model output's classes", str(exc))
+
+
 def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) -> Callable[..., Any]:
-    """``fn`` behind a check of the hyperparameters a call passes (see the module docstring)."""
+    """``fn`` guarded (:func:`guarded`), behind a check of the hyperparameters a call passes (see the
+    module docstring): the pure function ``lossfn.functional`` exports."""
     defaults = {p.name: p.default for p in signature.params}
     checks = {p.name: _checker(loss, p, defaults) for p in signature.params}
     for param in signature.params:  # the defaults are valid values, checked once here
@@ -264,17 +275,15 @@ def checked_function(loss: str, fn: Callable[..., Any], signature: Signature) ->
         except ValueError as exc:
             raise LossContractError(f"loss {loss!r}: the default of {param.name!r} is invalid: {exc}") from None
 
-    @functools.wraps(fn)
-    def loss_function(*inputs: Any, **hyperparameters: Any) -> Any:
-        if hyperparameters:
-            for key, value in hyperparameters.items():
-                check = checks.get(key)
-                if check is not None:
-                    check(value, hyperparameters)
-                elif key == "reduction":
-                    check_reduction(loss, value)
-        return fn(*inputs, **hyperparameters)
+    def check(hyperparameters: Mapping[str, Any]) -> None:
+        for key, value in hyperparameters.items():
+            checker = checks.get(key)
+            if checker is not None:
+                checker(value, hyperparameters)
+            elif key == "reduction":
+                check_reduction(loss, value)
 
+    loss_function = guarded(loss, fn, check)
     loss_function.__signature__ = signature.signature  # type: ignore[attr-defined]
     loss_function.__wrapped__ = inspect.unwrap(fn)  # type: ignore[attr-defined]  # the function as written
     return loss_function

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ._checks import checked_function, float32_under_autocast, named_index_errors
+from ._checks import checked_function, guarded
 from ._feature import DEFAULT_LOSS, Feature
 from ._spec import DEFAULT_KIND, InputCheck, LossSpec, camel_case, check_name, parse_features, read_signature
 
@@ -130,10 +130,10 @@ def spec_for(
         raise TypeError(f"loss {name!r}: predict must be a function output -> class indices, or None; "
                         f"got {type(predict).__name__}")
     signature = read_signature(name, fn)
-    fn = float32_under_autocast(fn)  # as torch's losses: float32 under autocast (see _checks.py)
-    fn = named_index_errors(name, fn)  # torch's unnamed IndexError for a label out of range
     return LossSpec(
         name=name,
+        # one frame each around the function: float32 under autocast, as torch's losses, and index
+        # errors named (see _checks.py); the pure function also checks the hyperparameters it is given
         fn=checked_function(name, fn, signature),
         features=parse_features(name, features),
         aliases=tuple(aliases),
@@ -142,7 +142,7 @@ def spec_for(
         params=signature.params,
         kind=kind,
         validate=validate,
-        unchecked=fn,
+        unchecked=guarded(name, fn),
         predict=predict,
     )
 

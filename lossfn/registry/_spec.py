@@ -100,14 +100,25 @@ class InputCheck:
 
     A hook may not read tensor values itself: that host sync would break under
     ``torch.func`` and ``torch.compile``, and the hook lives beside the pure function.
-    It computes ``facts``, a tensor, with tensor operations only (``aminmax`` of the
-    labels, say), and ``judge(numbers)`` turns ``facts.tolist()`` into the error to
-    raise, or ``None``. The module reads the facts, the one host sync, outside any
-    transform (see ``lossfn.nn.stepping_aside``).
+    It computes ``facts``, a tensor or a tuple of 0-d tensors (``torch.aminmax`` of the
+    labels as it comes: stacking the pair would cost an op of its own), with tensor
+    operations only, and ``judge(numbers)`` turns the facts' values, a list, into the
+    error to raise, or ``None``. The module reads the facts (:meth:`verdict`), the one
+    host sync, outside any transform (see ``lossfn.nn.stepping_aside``).
     """
 
     facts: Any
     judge: Callable[[Any], Exception | None]
+
+    def values(self) -> list[Any]:
+        """The facts as Python numbers: one host sync (a tuple's later reads wait on nothing)."""
+        if isinstance(self.facts, tuple):
+            return [fact.item() for fact in self.facts]
+        return self.facts.tolist()
+
+    def verdict(self) -> Exception | None:
+        """The judge's answer on the facts' values: the error to raise, or None."""
+        return self.judge(self.values())
 
 
 #: The check every hyperparameter holding floats gets; its JSON Schema is on each float.
