@@ -14,6 +14,15 @@ contiguous *before* the clock starts, a leaf of its own), measured in the same r
   ``lossfn.nn.SoftmaxCrossEntropy()`` (its default label check on) against a
   hand-written ``nn.Module`` that calls ``F.cross_entropy`` (target: at most 1.3x).
 
+* ``linear_cross_entropy`` (the loss from hidden states) against the naive form
+  ``F.cross_entropy(hidden @ weight.T)`` and torch's ``F.linear_cross_entropy`` with
+  ``acc_policy="compact"``, at ``N`` in {2048, 8192} tokens and ``V`` in {32768, 131072}
+  (``H = 1024``), time and peak memory (the issue's targets at ``N = 8192, V = 32768``:
+  at most 0.25x the naive peak and no more than torch's; at most 1.15x the naive time
+  and no slower than torch's); a size whose naive form would not fit in the memory
+  available is skipped with a message. The figures go to a PNG of memory and time
+  against ``N`` (``out/bench/language_model.png``).
+
 Time: median of per-round ratios over interleaved rounds (load on a shared machine
 falls on both sides of a ratio), with ``torch.set_num_threads(1)`` and with torch's
 default thread count. Memory: each variant runs once in a fresh subprocess; the row is
@@ -21,8 +30,9 @@ its peak resident memory (``VmHWM``, reset through ``/proc/self/clear_refs`` onc
 inputs exist) above the resident memory at that point, so it is what the loss, its
 graph and the gradient add on top of the inputs (Linux only).
 
-Run: ``.venv/bin/python benchmarks/bench_language_model.py`` (``--quick``: the
-smaller sequence size only, fewer rounds; ``--no-memory``; ``--rounds N``).
+Run: ``.venv/bin/python benchmarks/bench_language_model.py`` (``make bench`` runs it;
+``--quick``: the smaller sizes only, fewer rounds; ``--no-memory``; ``--rounds N``;
+``--only sequence|linear``; ``--png PATH``).
 """
 
 from __future__ import annotations
@@ -44,7 +54,11 @@ import torch.nn.functional as F
 import lossfn
 import lossfn.functional as LF
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _linear_ce_bench as linear_ce  # noqa: E402  (the script's own folder)
+
 SEQUENCE_SIZES = ((8, 256, 8000), (4, 1024, 32000))
+LINEAR_TOKENS, LINEAR_VOCABULARIES, LINEAR_WIDTH = (2048, 8192), (32768, 131072), 1024
 SEQUENCE_PAD = 2  # sequence_softmax_cross_entropy's default padding_index (Ludwig's <PAD>)
 NEXT_PAD = -100  # next_token_softmax_cross_entropy's default (Hugging Face's ignored label)
 #: z_loss rows only where the losses have it (so the script also measures a tree from before it)
@@ -222,11 +236,77 @@ def sequences(sizes, rounds: int, memory: bool, all_options: bool) -> None:
             table(f"{list(shape)} {kind}, forward+backward, {torch.get_num_threads()} thread(s)", results, peaks)
 
 
+def linear(tokens: tuple[int, ...], vocabularies: tuple[int, ...], rounds: int, png: Path | None) -> None:
+    linear_ce.check((512, 64, 4096))  # the three agree (value and gradients) before anything is timed
+    names = {
+        "naive": "naive F.cross_entropy(hidden @ weight.T) (baseline)",
+        "torch": 'torch F.linear_cross_entropy(acc_policy="compact")',
+        "lossfn": "lossfn linear_cross_entropy",
+    }
+    results: dict[tuple[int, int], dict[str, dict[str, float]]] = {}
+    print(f"\nlinear_cross_entropy, H = {LINEAR_WIDTH}, float32, {torch.get_num_threads()} thread(s), "
+          f"forward+backward; ratios to the naive form (and lossfn's to torch's), same run")
+    print(f"| {'N':>5} | {'V':>6} | {'variant':<52} | {'peak MiB':>8} | {'mem ratio':>9} | {'time s':>7} |"
+          f" {'time ratio':>10} |")
+    print("|" + "|".join("-" * w for w in (7, 8, 54, 10, 11, 9, 12)) + "|")
+    for vocabulary in vocabularies:
+        for n in tokens:
+            shape = (n, LINEAR_WIDTH, vocabulary)
+            need, have = linear_ce.naive_bytes(shape), linear_ce.available_bytes()
+            if need > 0.8 * have:
+                print(f"| {n:>5} | {vocabulary:>6} | skipped: the naive form needs about {need / 2**30:.1f} GiB, "
+                      f"{have / 2**30:.1f} GiB are available |")
+                continue
+            # past 2^28 logits a step takes tens of seconds (torch's compact path two minutes): a round fewer
+            measured = linear_ce.measure(shape, rounds if n * vocabulary <= 2**28 else max(1, rounds - 1))
+            results[(n, vocabulary)] = measured
+            base = measured["naive"]["peak_mib"]
+            for variant, row in measured.items():
+                print(f"| {n:>5} | {vocabulary:>6} | {names[variant]:<52} | {row['peak_mib']:8.0f} |"
+                      f" {row['peak_mib'] / base:8.3f}x | {row['seconds']:7.2f} | {row['time_ratio']:9.3f}x |")
+            ours, theirs = measured["lossfn"], measured["torch"]
+            print(f"| {n:>5} | {vocabulary:>6} | {'lossfn / torch':<52} | {'':>8} |"
+                  f" {ours['peak_mib'] / theirs['peak_mib']:8.3f}x | {'':>7} | {ours['time_ratio_to_torch']:9.3f}x |")
+    if png is not None and results:
+        plot(results, names, png)
+
+
+def plot(results: dict[tuple[int, int], dict[str, dict[str, float]]], names: dict[str, str], png: Path) -> None:
+    """Peak memory and time against N, a line per variant and vocabulary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (memory, time_) = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"naive": "o-", "torch": "s--", "lossfn": "^-"}
+    for vocabulary in sorted({v for _, v in results}):
+        points = sorted((n, row) for (n, v), row in results.items() if v == vocabulary)
+        for variant in linear_ce.VARIANTS:
+            ns = [n for n, _ in points]
+            label = f"{names[variant].split(' (')[0]}, V={vocabulary}"
+            memory.plot(ns, [row[variant]["peak_mib"] for _, row in points], styles[variant], label=label)
+            time_.plot(ns, [row[variant]["seconds"] for _, row in points], styles[variant], label=label)
+    for axis, title, unit in ((memory, "peak memory, forward+backward", "MiB above the process at rest"),
+                              (time_, "time, forward+backward", "seconds")):
+        axis.set(title=title, xlabel="N (tokens)", ylabel=unit, xscale="log", yscale="log")
+        axis.grid(True, which="both", alpha=0.3)
+    handles, labels = memory.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    figure.suptitle(f"linear cross-entropy, H = {LINEAR_WIDTH}, float32, CPU, {torch.get_num_threads()} thread(s)")
+    figure.tight_layout(rect=(0, 0.06 + 0.03 * len({v for _, v in results}), 1, 1))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, dpi=120)
+    print(f"wrote {png}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="[8, 256, 8000] only, 3 rounds")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--only", choices=("sequence", "linear"), default=None)
+    parser.add_argument("--png", type=Path, default=Path("out/bench/language_model.png"))
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -236,15 +316,21 @@ def main() -> None:
     sizes = SEQUENCE_SIZES[:1] if args.quick else SEQUENCE_SIZES
     rounds = args.rounds or (3 if args.quick else 5)
     default_threads = torch.get_num_threads()
-    for threads in (1, default_threads):
-        torch.set_num_threads(threads)
-        print(f"\n===== torch.set_num_threads({threads}) =====")
-        small(max(rounds, 15))
-        classification(rounds)
-        # memory does not depend on the thread count much: measured once, with the default threads
-        sequences(sizes, rounds, memory=not args.no_memory and threads == default_threads, all_options=False)
-        if threads == default_threads == 1:
-            break
+    if args.only != "linear":
+        for threads in (1, default_threads):
+            torch.set_num_threads(threads)
+            print(f"\n===== torch.set_num_threads({threads}) =====")
+            small(max(rounds, 15))
+            classification(rounds)
+            # memory does not depend on the thread count much: measured once, with the default threads
+            sequences(sizes, rounds, memory=not args.no_memory and threads == default_threads, all_options=False)
+            if threads == default_threads == 1:
+                break
+    if args.only != "sequence":
+        torch.set_num_threads(default_threads)
+        tokens, vocabularies = (LINEAR_TOKENS[:1], LINEAR_VOCABULARIES[:1]) if args.quick else (
+            LINEAR_TOKENS, LINEAR_VOCABULARIES)
+        linear(tokens, vocabularies, rounds=2 if args.quick else 3, png=args.png)
 
 
 if __name__ == "__main__":

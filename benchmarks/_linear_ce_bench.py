@@ -1,7 +1,7 @@
-"""Linear cross-entropy: peak memory and time of forward + backward against the naive form, same run.
+"""Linear cross-entropy, measured: ``bench_language_model.py`` runs it over its grid of sizes.
 
-At ``N = 8192`` tokens, ``H = 1024``, ``V = 32768`` (float32, CPU; the issue's size),
-three ways to get ``loss`` and the gradients of ``hidden`` and ``weight``:
+At ``N`` tokens, ``H`` hidden features and ``V`` classes (float32, CPU), three ways to
+get ``loss`` and the gradients of ``hidden`` and ``weight``:
 
 * naive (the baseline): ``F.cross_entropy(hidden @ weight.T, labels)``, which holds
   the ``[N, V]`` logits and their gradient;
@@ -9,16 +9,14 @@ three ways to get ``loss`` and the gradients of ``hidden`` and ``weight``:
   torch's chunked path with its most memory-saving policy;
 * lossfn: ``lossfn.functional.linear_cross_entropy`` with its defaults.
 
-Memory: each variant runs once in a fresh subprocess; the row is its peak resident
+Memory: each variant runs once in a fresh subprocess; the figure is its peak resident
 memory (``VmHWM``, reset through ``/proc/self/clear_refs`` once torch and lossfn are
-imported) above the resident memory at that point (Linux only), so it counts
-the inputs (``hidden`` 32 MiB, ``weight`` 128 MiB), their gradients (as much again)
-and whatever the loss holds on top. Time: the median of interleaved rounds in one
-process (``_timing.compare`` style: load on a shared machine falls on both sides of a
-ratio). Ratios are to the naive form of the same run.
+imported) above the resident memory at that point (Linux only), so it counts the
+inputs (at ``N = 8192, H = 1024, V = 32768``: ``hidden`` 32 MiB, ``weight`` 128 MiB),
+their gradients (as much again) and whatever the loss holds on top. Time: interleaved
+rounds in one process (load on a shared machine falls on both sides of a ratio).
 
-Run: ``.venv/bin/python benchmarks/bench_linear_ce.py`` (``--quick``: a quarter of the
-tokens and vocabulary, fewer rounds; ``--threads N``, default: torch's).
+Run alone: ``.venv/bin/python benchmarks/_linear_ce_bench.py --shape N H V``.
 """
 
 from __future__ import annotations
@@ -120,42 +118,49 @@ def check(shape: tuple[int, int, int]) -> None:
         torch.testing.assert_close(grad_weight, results[0][2], rtol=1e-5, atol=1e-7)
 
 
+def naive_bytes(shape: tuple[int, int, int]) -> int:
+    """What the naive form holds at its peak, roughly: the logits, their softmax and their gradient."""
+    tokens, width, vocabulary = shape
+    return 3 * 4 * tokens * vocabulary + 4 * 4 * vocabulary * width
+
+
+def available_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def measure(shape: tuple[int, int, int], rounds: int, threads: int | None = None) -> dict[str, dict[str, float]]:
+    """``variant -> {peak_mib, seconds, time_ratio}`` (the ratio: the median per-round ratio to naive)."""
+    memory = peaks(shape, threads)
+    measured = times(shape, rounds)
+    base = measured["naive"]
+    return {
+        variant: {
+            "peak_mib": memory[variant]["peak_mib"],
+            "seconds": statistics.median(measured[variant]),
+            "time_ratio": statistics.median(m / b for m, b in zip(measured[variant], base)),
+            "time_ratio_to_torch": statistics.median(m / b for m, b in zip(measured[variant], measured["torch"])),
+        }
+        for variant in VARIANTS
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 2048, V = 8192, 2 rounds")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--shape", type=int, nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--shape", type=int, nargs=3, default=(8192, 1024, 32768))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
         child(args.child, tuple(args.shape))
         return
-    shape = (2048, 1024, 8192) if args.quick else (8192, 1024, 32768)
-    rounds = args.rounds or (2 if args.quick else 3)
     check((512, 64, 4096))
-    memory = peaks(shape, args.threads)
-    measured = times(shape, rounds)
-    base_mib = memory["naive"]["peak_mib"]
-    base_times = measured["naive"]
-    print(f"N={shape[0]} H={shape[1]} V={shape[2]} float32, {torch.get_num_threads()} thread(s), forward + backward; "
-          f"ratios to the naive form, same run ({rounds} timed rounds)")
-    print(f"{'':<60} {'peak MiB':>9} {'ratio':>6}   {'time s':>7} {'ratio':>6}")
-    labels = {
-        "naive": "naive: F.cross_entropy(hidden @ weight.T) (baseline)",
-        "torch": 'torch F.linear_cross_entropy, acc_policy="compact"',
-        "lossfn": "lossfn linear_cross_entropy",
-    }
-    for variant in VARIANTS:
-        mib = memory[variant]["peak_mib"]
-        seconds = statistics.median(measured[variant])
-        ratio = statistics.median(m / b for m, b in zip(measured[variant], base_times))
-        print(f"{labels[variant]:<60} {mib:9.0f} {mib / base_mib:6.3f}   {seconds:7.2f} {ratio:6.3f}")
-    lossfn_t, torch_t = measured["lossfn"], measured["torch"]
-    print(f"lossfn / torch: memory {memory['lossfn']['peak_mib'] / memory['torch']['peak_mib']:.3f}, "
-          f"time {statistics.median(a / b for a, b in zip(lossfn_t, torch_t)):.3f}")
+    print(json.dumps(measure(tuple(args.shape), args.rounds, args.threads), indent=1))
 
 
 if __name__ == "__main__":
