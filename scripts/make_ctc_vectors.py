@@ -68,7 +68,7 @@ def case(label: str, logits, labels, input_lengths, label_lengths, blank: int) -
     )
 
 
-def fitting(rng, batch, steps, classes, width, *, low, high, blank_last=False):
+def fitting(rng, batch, steps, classes, width, *, low, high):
     """Random labels in ``[low, high]``, lengths 0..width, input lengths that fit them."""
     labels = rng.integers(low, high + 1, size=(batch, width))
     label_lengths = rng.integers(0, width + 1, size=batch)

@@ -188,6 +188,14 @@ def test_random_float32_losses_are_never_negative():
         confident = logits + 20 * torch.nn.functional.one_hot(path, 4)
         full = torch.full((16,), 6)
         assert (LF.ctc(confident, labels, full, torch.full((16,), 2), reduction="none") >= 0).all()
+    # the batches above never round below 0 even without the clamp; these do (one label,
+    # three frames, the label's logit up to 25 above the blank's), so the check can fail
+    logits = torch.randn(1024, 3, 2, generator=generator)
+    logits = logits + torch.tensor([0.0, 1.0]) * 25 * torch.rand(1024, 3, 1, generator=generator)
+    args = (torch.ones(1024, 1, dtype=torch.int64), torch.full((1024,), 3), torch.ones(1024, dtype=torch.int64))
+    assert (log_likelihood(logits.log_softmax(-1), *args, 0) > 0).any()  # what the clamp is for
+    ours = LF.ctc(logits, *args, reduction="none")
+    assert (ours >= 0).all() and (torch.copysign(torch.ones_like(ours), ours) == 1).all()  # not even -0.0
 
 
 # -- reductions, lengths, padding, inputs ---------------------------------------------
@@ -241,6 +249,19 @@ def test_padding_is_ignored_whatever_it_holds():
     assert (expected_grad[past_input] == 0).all()
     by_module = lossfn.nn.Ctc()(logits, torch.where(past_label, -1, labels), input_lengths, label_lengths)
     torch.testing.assert_close(by_module, LF.ctc(logits, labels, input_lengths, label_lengths))
+
+
+def test_a_nan_within_an_input_s_length_is_nan_for_that_example_only():
+    """A NaN (or +inf) logit inside the frames read gives NaN, never a number; zero_infinity keeps it."""
+    logits, *rest = _inputs(*SHAPES[0])
+    expected = LF.ctc(logits, *rest, reduction="none")
+    for bad in (math.nan, math.inf):
+        odd = logits.index_put((torch.tensor([1]), torch.tensor([0]), torch.tensor([4])), torch.tensor(bad).double())
+        for zero_infinity in (False, True):
+            value = LF.ctc(odd, *rest, reduction="none", zero_infinity=zero_infinity)
+            assert torch.isnan(value[1])
+            torch.testing.assert_close(value[[0, 2, 3, 4]], expected[[0, 2, 3, 4]], rtol=0, atol=0)
+            assert torch.isnan(LF.ctc(odd, *rest, zero_infinity=zero_infinity))
 
 
 def test_log_probabilities_give_the_same_loss():
@@ -325,6 +346,14 @@ def test_the_module_checks_label_values_and_lengths():
         with pytest.raises(ValueError, match="^ctc: " + message):
             module(*inputs)
     lossfn.nn.Ctc(blank=4, validate_inputs=False)(*cases[3][0])  # the check can be switched off (lengths clamped)
+    unchecked = lossfn.nn.Ctc(blank=4, validate_inputs=False, reduction="none")(*cases[3][0])
+    clamped = LF.ctc(logits, labels, input_lengths.index_fill(0, first, 6), label_lengths, blank=4, reduction="none")
+    torch.testing.assert_close(unchecked, clamped, rtol=0, atol=0)  # 7 frames of 6 read as 6
+    # 4 labels of 3 are read as 3, in the likelihood and in the mean's division by the length
+    long = label_lengths.index_fill(0, first, 4)
+    mean = lossfn.nn.Ctc(blank=4, validate_inputs=False)(logits, labels, input_lengths, long)
+    per = LF.ctc(logits, labels, input_lengths, label_lengths.index_fill(0, first, 3), blank=4, reduction="none")
+    torch.testing.assert_close(mean, (per / label_lengths.index_fill(0, first, 3).clamp_min(1)).mean())
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["random", "all-zero logits (ties everywhere)"])

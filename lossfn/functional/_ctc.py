@@ -237,13 +237,14 @@ def ctc(
 
     The pure function checks shapes and dtypes only. Label values and lengths are
     checked by the module (``lossfn.nn.Ctc``); the function clamps lengths into
-    range and gives a meaningless number for a label out of range or equal to
-    ``blank``, as ``F.ctc_loss`` does.
+    range (where ``F.ctc_loss`` refuses ``input_lengths > T``) and gives a meaningless
+    number for a label equal to ``blank``, as ``F.ctc_loss`` does; a label outside
+    :math:`[0, C)` fails in ``gather`` (a ``ValueError`` naming ``labels`` on the CPU).
 
     Returns:
         ``"none"``: :math:`\ell_b`, per sequence: shape ``[B]`` (``[]`` for one
         sequence); ``"sum"``: their sum; ``"mean"``: torch's length-normalized mean
-        above (0 for an empty batch, where torch returns nan). Same dtype as
+        above (0 for an empty batch, which torch refuses). Same dtype as
         ``logits`` (computed in float32 for float16 and bfloat16).
 
     Examples:
@@ -260,8 +261,11 @@ def ctc(
     Differences from ``torch.nn.functional.ctc_loss``: batch-first logits with the
     log-softmax inside (torch takes time-first log-probabilities); padded ``[B, S]``
     labels only (not the concatenated 1-D form); an impossible alignment without
-    ``zero_infinity`` has a zero gradient (torch's is NaN); the empty batch's mean is
-    0; a loss that rounds below 0 is 0.
+    ``zero_infinity`` has a zero gradient (torch's is NaN); an empty batch is accepted
+    (torch refuses it; its mean is 0); a loss that rounds below 0 is 0. From
+    ``optax.losses.ctc_loss`` (per-sequence, ``"none"``): optax stands in
+    ``log_epsilon = -1e5`` for log 0, so an impossible alignment costs a large finite
+    number where lossfn gives ``inf``; lengths replace optax's padding masks.
 
     References:
         Graves, Fernández, Gomez and Schmidhuber, `Connectionist Temporal
@@ -295,7 +299,8 @@ def ctc(
         fill = 0.0 if zero_infinity else torch.inf
     loss = torch.where(impossible, fill, loss)
     if reduction == "mean":  # torch's: each sequence's loss divided by its label length (at least 1)
-        loss = loss / label_lengths.clamp_min(1).to(dtype)
+        # the length the likelihood used (clamped into [0, S], as there), at least 1
+        loss = loss / label_lengths.clamp(1, max(labels.shape[-1], 1)).to(dtype)
     if one:
         loss = loss[0]
     return cast(reduce_loss(loss, reduction, name=NAME), logits_in.dtype)
