@@ -238,7 +238,7 @@ def test_torch_linear_cross_entropy_gives_the_same_number():
 
 def test_half_precision_is_computed_in_float32():
     hidden, weight, labels, bias, _ = problem(dtype=torch.float32)
-    reference = LF.linear_cross_entropy(hidden, weight, labels, bias, z_loss=1e-3, softcap=5.0)
+    reference = naive(hidden, weight, labels, bias, z_loss=1e-3, softcap=5.0)
     half = [x.to(torch.bfloat16) for x in (hidden, weight, bias)]
     leaf = half[0].requires_grad_()
     loss = LF.linear_cross_entropy(leaf, half[1], labels, half[2], z_loss=1e-3, softcap=5.0)
@@ -255,6 +255,57 @@ def test_shift_of_one_step_sequences_and_no_tokens():
     mean = LF.linear_cross_entropy(leaf, weight, labels[:, :1], bias, shift=True)
     mean.backward()
     assert mean.item() == 0.0 and torch.all(leaf.grad == 0)
+
+
+ROUTES = {  # how each route is reached: the fused kernel, the recomputing Function, the no-gradient pass
+    "fused": lambda fn, *x: value_and_grads(fn, *x),
+    "recomputing": lambda fn, h, w, y, b: value_and_grads(fn, h, w, y, b, torch.ones(())),
+    "torch.func.grad": lambda fn, h, w, y, b: (
+        fn(h, w, y, b), grad(lambda *a: fn(*a[:2], y, a[2]).sum(), argnums=(0, 1, 2))(h, w, b)
+    ),
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_every_token_ignored_gives_0_and_zero_gradients(route, reduction):
+    hidden, weight, labels, bias, _ = problem()
+    ignored = torch.full_like(labels, -100)
+    fn = lambda h, w, y, b: LF.linear_cross_entropy(h, w, y, b, **PARAMS, reduction=reduction)  # noqa: E731
+    if route == "recomputing":  # a tensor hyperparameter that needs a gradient takes the recomputing Function
+        eps = torch.tensor(0.1, dtype=hidden.dtype, requires_grad=True)
+        fn = lambda h, w, y, b: LF.linear_cross_entropy(  # noqa: E731
+            h, w, y, b, **{**PARAMS, "label_smoothing": eps}, reduction=reduction
+        )
+    value, grads = ROUTES[route](fn, hidden, weight, ignored, bias)
+    assert torch.all(value == 0)  # torch's mean is nan here
+    assert all(torch.all(g == 0) for g in grads)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("route", list(ROUTES))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_an_ignored_tokens_nan_hidden_state_reaches_no_gradient(bad, route, reduction):
+    """A padded position's NaN hidden state: the loss and every gradient are those without that
+    token (torch's twins give a NaN weight gradient); its own gradient is 0."""
+    hidden, weight, labels, bias, _ = problem()
+    kept = labels != -100
+    poisoned = hidden.clone()
+    poisoned[~kept] = bad
+    fn = lambda h, w, y, b: LF.linear_cross_entropy(h, w, y, b, **PARAMS, reduction=reduction)  # noqa: E731
+    if route == "recomputing":
+        eps = torch.tensor(0.1, dtype=hidden.dtype, requires_grad=True)
+        fn = lambda h, w, y, b: LF.linear_cross_entropy(  # noqa: E731
+            h, w, y, b, **{**PARAMS, "label_smoothing": eps}, reduction=reduction
+        )
+    value, (gh, gw, gb) = ROUTES[route](fn, poisoned, weight, labels, bias)
+    reference = lambda h, w, y, b: naive(h, w, y, b, **REF, reduction=reduction)  # noqa: E731
+    expected, (eh, ew, eb) = value_and_grads(reference, hidden[kept], weight, labels[kept], bias)
+    torch.testing.assert_close(value.detach()[kept] if reduction == "none" else value.detach(), expected)
+    torch.testing.assert_close(gh[kept], eh)
+    assert torch.all(gh[~kept] == 0)
+    torch.testing.assert_close(gw, ew)
+    torch.testing.assert_close(gb, eb)
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -285,8 +336,10 @@ def test_the_module_checks_labels_against_the_vocabulary():
     for bad in (VOCABULARY, -1):
         wrong = labels.clone()
         wrong[0] = bad
-        with pytest.raises(ValueError, match=r"^linear_cross_entropy: labels must be token indices in \[0, 49\]"):
+        with pytest.raises(ValueError, match=r"^linear_cross_entropy: labels must be token indices in \[0, 49\]") as e:
             module(hidden, weight, wrong, bias)
+        used = wrong[wrong != -100]  # the ignored -100 hides nothing and shows in no bound
+        assert f"values in [{min(used.min().item(), 0)}, {used.max().item()}]" in str(e.value)
     shifted = lossfn.nn.LinearCrossEntropy(shift=True)
     first = labels.clone()
     first[0] = -7  # never scored with shift=True: not checked
@@ -347,6 +400,9 @@ def test_the_head_shares_an_existing_layer_and_round_trips():
         torch.testing.assert_close(other(hidden, labels), expected)
     with pytest.raises(ValueError, match=r"^LinearCrossEntropy: Expected `float` >= 0.0 - at `\$.z_loss`"):
         LinearCrossEntropyHead(WIDTH, VOCABULARY, z_loss=-1.0)
+    for placed in ({"device": "cpu"}, {"dtype": torch.float64}, {"device": "cpu", "dtype": torch.float16}):
+        with pytest.raises(TypeError, match=r"^LinearCrossEntropyHead.from_linear: (device|dtype)"):
+            LinearCrossEntropyHead.from_linear(lm_head, **placed)  # the linear's own stay: refused, not ignored
 
 
 def test_the_head_docstring_example_runs():

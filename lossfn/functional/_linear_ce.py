@@ -18,7 +18,17 @@ from torch import Tensor
 
 from lossfn.registry import Feature, InputCheck, Reduction, register_loss
 
-from ._common import cast, check_device, check_floating, check_integer_labels, compute_dtype, fail, reduce_loss, shape
+from ._common import (
+    cast,
+    check_device,
+    check_floating,
+    check_integer_labels,
+    compute_dtype,
+    fail,
+    reduce_loss,
+    shape,
+    validate_class_range,
+)
 from ._linear_ce_function import default_rows, fused, fused_sum, recomputing, token_losses
 from ._softmax import IgnoreIndex, LabelSmoothing
 
@@ -45,29 +55,17 @@ def _predict(hidden: Any) -> Any:
     )
 
 
+#: The registry's hook for class indices, with the classes on dimension 0 of the weight ``[V, H]``.
+_token_range = validate_class_range(NAME, ignored="ignore_index", class_dim=0, what="token indices")
+
+
 def _validate(hidden: Any, weight: Any, labels: Any, bias: Any = None, **params: Any) -> InputCheck | None:
     """Token indices in ``[0, V)`` (or ``ignore_index``), ``V = weight.shape[0]``; shifted: those used."""
     if not all(isinstance(x, Tensor) for x in (hidden, weight, labels)) or weight.ndim != 2:
         return None
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        return None
     if params.get("shift") and labels.ndim > 0:
         labels = labels[..., 1:]
-    if labels.numel() == 0:
-        return None
-    ignore = params.get("ignore_index")
-    if isinstance(ignore, int) and not isinstance(ignore, bool):
-        labels = torch.where(labels != ignore, labels, 0)
-    vocabulary = weight.shape[0]
-
-    def judge(bounds: list[int]) -> ValueError | None:
-        low, high = bounds
-        if 0 <= low and high < vocabulary:
-            return None
-        expected = f"token indices in [0, {vocabulary - 1}] or the ignore_index"
-        return fail(NAME, "labels", expected, f"values in [{low}, {high}]")
-
-    return InputCheck(tuple(torch.aminmax(labels)), judge)
+    return _token_range(weight, labels, **params)
 
 
 def _check(hidden: Any, weight: Any, labels: Any, bias: Any, shift: bool, chunk_size: Any) -> None:
@@ -163,7 +161,10 @@ def linear_cross_entropy(
     with :math:`m_n = 0` where :math:`y_n` is ``ignore_index`` (and 1 elsewhere).
     With ``shift=True``, position :math:`t` of a sequence is scored on label
     :math:`t + 1` and the last position on none: the labels are shifted, never the
-    hidden states (no copy of them).
+    hidden states (no copy of them). A left-out token's hidden state reaches neither
+    the value nor any gradient, NaN or infinite included (its own gradient is 0):
+    a padded position's NaN, which torch's ``F.cross_entropy`` of the logits and
+    ``F.linear_cross_entropy`` carry into the weight's gradient, stays out.
 
     How: with ``reduction="mean"`` or ``"sum"`` under plain autograd, one pass
     over the chunks computes the loss and its gradients together (the chunk's logit

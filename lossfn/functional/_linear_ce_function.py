@@ -75,6 +75,7 @@ class _Chunk:
 
     def __init__(self, h: Tensor, weight: Tensor, bias: Tensor | None, y: Tensor, keep: Tensor, hyper: Sequence[Hyper]):
         eps, lam, cap = hyper
+        h = torch.where(keep.unsqueeze(-1), h, 0.0)  # a left-out token's hidden state (NaN, inf) reaches nothing
         self.h, self.y, self.keep, self.eps, self.lam, self.cap = h, y, keep, eps, lam, cap
         x = torch.matmul(h, weight.mT)
         self.x = x if bias is None else x + bias
@@ -256,9 +257,10 @@ def fused(hidden, weight, bias, labels, keep, hyper, rows, needs=(False, False, 
     for s, e in _spans(n, rows):
         if e == s:
             break
-        h = cast(hidden[s:e], dtype)
         y = labels[s:e].unsqueeze(1)
         kept, weight_n = keep[s:e].unsqueeze(1), weights[s:e]
+        # a where, not the 0 weight: a left-out token's NaN hidden state would reach g^T h and sum(g)
+        h = torch.where(kept, cast(hidden[s:e], dtype), 0.0)
         x = buffer[: e - s]
         torch.mm(h, w.T, out=x)
         if b is not None:

@@ -83,7 +83,17 @@ class LinearCrossEntropyHead(torch.nn.Module):
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, **kwargs: Any) -> LinearCrossEntropyHead:
-        """A head over an existing ``nn.Linear``'s parameters: shared, not copied (tied embeddings stay tied)."""
+        """A head over an existing ``nn.Linear``'s parameters: shared, not copied (tied embeddings stay tied).
+
+        ``kwargs`` are the loss's options (and ``reduction``, ``validate_inputs``); the
+        parameters keep the linear's own device and dtype, so ``device`` and ``dtype`` are refused.
+        """
+        placed = sorted({"device", "dtype"} & kwargs.keys())
+        if placed:
+            raise TypeError(
+                f"LinearCrossEntropyHead.from_linear: {', '.join(placed)} cannot be given: the head shares "
+                "the linear's parameters, on their device and in their dtype (move the linear instead)"
+            )
         head = cls(linear.in_features, linear.out_features, bias=False, device="meta", **kwargs)
         head.weight = linear.weight
         head.bias = linear.bias
