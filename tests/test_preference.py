@@ -122,6 +122,15 @@ def test_per_token_inputs_are_refused_with_a_hint():
         LF.dpo(-torch.rand(2, 5), -torch.rand(2, 5))
 
 
+def test_inputs_of_another_shape_are_refused_not_broadcast():
+    pc, pr, rc, rr = _sample(sums)
+    with pytest.raises(ValueError, match=r"^dpo: reference_rejected must be of the same shape as policy_chosen \[7\]"):
+        LF.dpo(pc, pr, rc, rr[:1])
+    policy, reference, labels = _sample(unpaired)
+    with pytest.raises(ValueError, match=r"^kto: labels must be of the same shape as policy \[7\]; got shape \[1, 7\]"):
+        LF.kto(policy, reference, labels[None])
+
+
 def test_robust_is_finite_and_right_near_half():
     pc, pr, rc, rr = _sample(sums)
     eps = math.nextafter(0.5, 0)
@@ -178,6 +187,11 @@ def test_log1mexp_is_exact_to_rounding_near_zero_and_far(dtype):
     exact[-3:] = torch.log1p(-torch.exp(x[-3:]))
     got = log1mexp(x.to(dtype)).double()
     torch.testing.assert_close(got, exact, rtol=4 * torch.finfo(dtype).eps, atol=4 * torch.finfo(dtype).eps)
+    # certainty (0, -0) and a positive input: log(tiny), the ceiling of ORPO's log odds, with a zero gradient
+    top = torch.tensor([0.0, -0.0, 1e-3], dtype=dtype, requires_grad=True)
+    at_top = log1mexp(top)
+    torch.testing.assert_close(at_top.double(), torch.full((3,), math.log(torch.finfo(dtype).tiny), dtype=torch.float64))
+    assert (torch.autograd.grad(at_top.sum(), top)[0] == 0).all()
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
@@ -365,6 +379,19 @@ def test_sequence_log_probs_is_the_naive_loop(shift, average):
     (by_naive,) = torch.autograd.grad((expected * weights).sum(), naive_leaf)
     torch.testing.assert_close(by_got, by_naive, rtol=1e-10, atol=1e-12)
     assert (by_got[2] == 0).all()
+
+
+@pytest.mark.parametrize("shift", [True, False])
+def test_sequence_log_probs_is_minus_torchs_summed_cross_entropy(shift):
+    """torch's twin: ``-F.cross_entropy(..., ignore_index=-100, reduction="none")`` summed over the kept tokens."""
+    logits, labels = _tokens()
+    x, y = (logits[:, :-1], labels[:, 1:]) if shift else (logits, labels)
+    per_token = torch.nn.functional.cross_entropy(x.transpose(1, 2), y, ignore_index=-100, reduction="none")
+    kept = (y != -100).sum(1)
+    torch.testing.assert_close(LF.sequence_log_probs(logits, labels, shift=shift), -per_token.sum(1),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(LF.sequence_log_probs(logits, labels, shift=shift, average=True),
+                               -per_token.sum(1) / kept.clamp(min=1), rtol=1e-12, atol=1e-12)
 
 
 def test_sequence_log_probs_under_transforms_and_for_one_sequence():

@@ -25,6 +25,7 @@ from ._common import (
     check_device,
     check_floating,
     check_integer_labels,
+    check_same_shape,
     compute_dtype,
     fail,
     keep_where,
@@ -70,10 +71,12 @@ def sequence_log_probs(
 
     The label's logit is gathered and the log-sum-exp subtracted: no one-hot and no
     ``[B, T, V]`` log-softmax is built or kept for the backward pass (only the logits
-    themselves, or their float32 copy for half precision, and ``[B, T]`` values). It has no Python branch on tensor values, so it works under
-    ``torch.func`` transforms, ``vmap`` over sequences ``[T, V]``/``[T]`` included, and
+    themselves, or their float32 copy for half precision, and ``[B, T]`` values). It
+    has no Python branch on tensor values, so it works under ``torch.func`` transforms,
+    ``vmap`` over sequences ``[T, V]``/``[T]`` included, and
     ``torch.compile(fullgraph=True)``. An ignored position's logits stay out of the value
-    whatever they hold; their gradient is 0 where they are finite.
+    whatever they hold (a ``where``, not a product with the mask); their gradient is 0
+    where they are finite (NaN where they are not: the log-sum-exp's backward).
 
     Args:
         logits: ``[B, T, V]`` (``[T, V]`` for one sequence), floating point.
@@ -103,8 +106,9 @@ def sequence_log_probs(
 
     References:
         TRL's ``DPOTrainer``/``CPOTrainer.get_batch_logps`` (``average_log_prob``);
-        checked against ``log_softmax`` and a one-hot sum written out in the test, and
-        end to end through ``dpo`` on a small causal model.
+        checked against ``-F.cross_entropy(..., ignore_index=-100, reduction="none")``
+        summed over the kept tokens, a per-token loop over ``softmax`` with a one-hot
+        sum written out in the test, and end to end through ``dpo`` on a small causal model.
     """
     check_floating(_NAME, "logits", logits)
     original = logits
@@ -194,9 +198,7 @@ def per_sequence(
         if value is None:
             continue
         check_floating(name, arg, value)
-        if value.shape != first.shape:
-            raise fail(name, arg, f"of the shape of {first_arg} {shape(first)}", f"shape {shape(value)}")
-        check_device(name, arg, value, first, first_arg)
+        check_same_shape(name, first, value, names=(first_arg, arg))  # and on its device
         dtype = torch.promote_types(dtype, value.dtype)
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32  # compute_dtype's rule, for the promoted dtype
@@ -211,9 +213,7 @@ def unpaired_inputs(name: str, policy: Tensor, reference: Tensor, labels: object
         raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
     if labels.is_complex():
         raise fail(name, "labels", "1 (desirable) or 0 (undesirable), as bool, integer or float", f"dtype {labels.dtype}")
-    if labels.shape != policy.shape:
-        raise fail(name, "labels", f"of the shape of policy {shape(policy)}", f"shape {shape(labels)}")
-    check_device(name, "labels", labels, policy, "policy")
+    check_same_shape(name, policy, labels, names=("policy", "labels"))  # and on its device
     if kl is None:
         return pi, ref, labels, None
     check_floating(name, "kl", kl)
