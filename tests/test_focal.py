@@ -363,15 +363,8 @@ def test_tensor_hyperparameters_give_the_closed_form_derivatives():
 
 
 def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """``torchvision.ops.sigmoid_focal_loss`` (0.2x) written out, reductions included."""
-    p = torch.sigmoid(inputs)
-    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+    """``torchvision.ops.sigmoid_focal_loss`` (0.2x), reductions included: the catalog's formula."""
+    return _reduce(sigmoid_focal_reference(inputs, targets, alpha=alpha, gamma=gamma), reduction)
 
 
 def _set_inputs(batch, classes, kind, seed=0):

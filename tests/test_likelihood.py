@@ -2,7 +2,7 @@
 
 References: ``F.nll_loss`` and ``F.binary_cross_entropy`` run here (values and gradients,
 every reduction); timm's ``AsymmetricLossMultiLabel`` formula written out in
-``tests/cases/likelihood.py`` (timm is not installable here) and float64 closed forms at
+``tests/cases/likelihood.py`` (timm is not a dependency) and float64 closed forms at
 extreme logits, where timm's linear-space form breaks down.
 """
 
@@ -201,6 +201,29 @@ def test_bce_probability_out_of_range_is_inf_in_the_function_and_an_error_in_the
     with pytest.raises(ValueError, match=r"^binary_cross_entropy: labels must be targets in \[0, 1\]; got values in \[0, 2\]"):
         module(p.clamp(0, 1).nan_to_num(0.5), y * 2)
     assert torch.isfinite(module(p.clamp(0, 1).nan_to_num(0.5), y))
+
+
+def test_bce_target_out_of_range_is_nan_in_the_function_where_torch_raises():
+    """torch's kernel checks the targets too (a RuntimeError; on a GPU a device-side assert
+    that ends the process's CUDA context): the pure function reads no values, so a target
+    outside [0, 1] or NaN gives NaN there, with a zero gradient, and leaves the rest torch's."""
+    p = torch.tensor([0.2, 0.6, 0.3, 0.9, 0.7, 1.5], dtype=torch.float64)
+    y = torch.tensor([1.0, 2.0, -0.5, math.nan, 0.0, 3.0], dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="target should be between 0 and 1"):
+        F.binary_cross_entropy(p[:5], y[:5])
+    leaf_p, leaf_y = p.clone().requires_grad_(), y.clone().requires_grad_()
+    value = LF.binary_cross_entropy(leaf_p, leaf_y, class_weights=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], reduction="none")
+    assert value.isnan().tolist() == [False, True, True, True, False, True]
+    by_p, by_y = torch.autograd.grad(value[~value.isnan()].sum(), (leaf_p, leaf_y))
+    assert torch.equal(by_p[1:4], torch.zeros(3, dtype=torch.float64)) and torch.equal(by_y[1:4], by_p[1:4])
+    kept = [0, 4]
+    weight = torch.tensor([1.0, 5.0], dtype=torch.float64)
+    torch.testing.assert_close(value[kept], F.binary_cross_entropy(p[kept], y[kept], weight=weight, reduction="none"))
+    for reduction in ("mean", "sum"):
+        assert LF.binary_cross_entropy(p, y, reduction=reduction).isnan()
+    assert torch.isnan(LF.binary_cross_entropy(p[:2], torch.tensor([1, 2])))  # integer labels too
+    with pytest.raises(ValueError, match=r"^binary_cross_entropy: labels must be targets in \[0, 1\]"):
+        lossfn.nn.BinaryCrossEntropy()(p[:3], y[:3])
 
 
 def test_bce_float16_gradient_saturates_where_torchs_overflows():

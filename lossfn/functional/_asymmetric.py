@@ -45,12 +45,6 @@ from ._common import (
 __all__ = ["asymmetric"]
 
 
-
-
-
-
-
-
 @register_loss("asymmetric", [Feature.SET], validate=validate_unit_range("asymmetric"))
 def asymmetric(
     logits: Tensor,
@@ -99,9 +93,12 @@ def asymmetric(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
 
     Returns:
-        ``"none"``: :math:`\ell`, elementwise (the logits' shape); ``"sum"``: its sum,
-        **timm's number** (timm returns only the sum, ``-loss.sum()``); ``"mean"``:
-        the mean over all elements (0 for an empty input). Same dtype as ``logits``.
+        ``"none"``: :math:`\ell`, elementwise (the logits' shape); ``"sum"``: its sum;
+        ``"mean"``: the mean over all elements (0 for an empty input). Same dtype as
+        ``logits``. Each is timm's number for the same ``reduction`` (timm 1.0.31);
+        timm's default, ``reduction="batchmean"`` (``"sum"`` divided by the batch size
+        ``B``), has no counterpart here, and timm before ``reduction`` existed returned
+        ``"sum"``'s number (``-loss.sum()``).
 
     Examples:
         >>> import torch, lossfn.functional as LF
@@ -116,9 +113,10 @@ def asymmetric(
         Ridnik, Ben-Baruch, Zamir, Noy, Friedman, Protter and Zelnik-Manor,
         `Asymmetric Loss For Multi-Label Classification <https://arxiv.org/abs/2009.14119>`_,
         2021. Checked against timm's ``AsymmetricLossMultiLabel`` formula written out
-        (timm is not installed here), on several shapes, soft targets and non-default
+        (timm is not a dependency), on several shapes, soft targets and non-default
         values of every hyperparameter, and against float64 closed forms at extreme
-        logits.
+        logits. timm 1.0.31's ``smoothing``, ``weight`` and ``pos_weight`` (all off by
+        default) are not offered.
     """
     name = "asymmetric"
     check_floating(name, "logits", logits)

@@ -69,10 +69,6 @@ def _margin(x: Tensor, labels: Tensor) -> Tensor:
     return torch.where(none_left, -torch.inf, torch.logsumexp(safe, 1) - label_logit)
 
 
-
-
-
-
 def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
     r"""``log(1 - p_t)`` for binary targets, ``1 - p_t = (1 - y) σ(x) + y σ(-x)``, from logits.
 
@@ -94,8 +90,6 @@ def _log_one_minus_pt(x: Tensor, y: Tensor) -> Tensor:
     linear = torch.log(torch.where(small, 1.0, w))
     logspace = log_add_exp(safe_log(d), safe_log(e) - a)
     return torch.where(small, logspace, linear) + F.logsigmoid(a)
-
-
 
 
 def _class_inputs(name: str, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, bool]:

@@ -30,13 +30,12 @@ from ._common import (
     check_same_shape,
     compute_dtype,
     fail,
-    keep_where,
     reduce_loss,
     shape,
     unbatched,
     validate_class_range,
 )
-from ._softmax import ClassWeights, IgnoreIndex
+from ._softmax import ClassWeights, IgnoreIndex, _mean_weights
 
 __all__ = ["binary_cross_entropy", "nll"]
 
@@ -110,9 +109,7 @@ def nll(
     name = "nll"
     check_floating(name, "log_probs", log_probs)
     check_min_rank(name, "log_probs", log_probs, 1, "[B, C], [B, C, d1, ...] or [C]")
-    if not isinstance(labels, Tensor):
-        raise fail(name, "labels", "a torch.Tensor", type(labels).__name__)
-    x, labels, one = unbatched(log_probs, labels, rank=2, probabilities=False)
+    x, labels, one = unbatched(log_probs, labels, rank=2, probabilities=False)  # (a non-tensor passes through)
     check_integer_labels(name, labels, "integer class indices")
     expected = x.shape[:1] + x.shape[2:]
     if labels.shape != expected:
@@ -127,7 +124,7 @@ def nll(
     mean_weights = None
     if reduction == "mean":  # the denominator: the kept labels, each counted with its class weight
         kept = labels != ignore_index
-        mean_weights = kept if weights is None else keep_where(kept, weights[torch.where(kept, labels, 0)])
+        mean_weights = _mean_weights(kept, None if weights is None else weights[torch.where(kept, labels, 0)])
     if one:
         loss = loss.squeeze(0)
     return cast(reduce_loss(loss, reduction, name=name, weights=mean_weights), log_probs.dtype)
@@ -238,10 +235,11 @@ def binary_cross_entropy(
     infinite at :math:`p \in \{0, 1\}`.
 
     A probability outside :math:`[0, 1]` gives ``inf`` at that element (NaN gives NaN),
-    with a zero gradient, where torch raises a ``RuntimeError`` (on a GPU, a device-side
-    assert): the pure function reads no values, since raising would be a host sync. The
-    module raises instead, a ``ValueError`` naming ``probabilities`` (its ``validate=``
-    check, on by default), and refuses targets outside :math:`[0, 1]` too.
+    and a target outside :math:`[0, 1]` (or NaN) gives NaN, both with a zero gradient,
+    where torch raises a ``RuntimeError`` for either (on a GPU, a device-side assert):
+    the pure function reads no values, since raising would be a host sync. The module
+    raises instead, a ``ValueError`` naming ``probabilities`` or ``labels`` (its
+    ``validate=`` check, on by default).
 
     Half-precision inputs are computed in float32; the gradient that flows back to them
     saturates at the dtype's largest finite number (float16: 65504) where torch's
@@ -292,10 +290,13 @@ def binary_cross_entropy(
         num_classes = p.shape[class_dim]
         weights = as_param(name, "class_weights", class_weights, p, (num_classes,))
         weights = weights.view((num_classes,) + (1,) * (p.ndim - 1 - class_dim))
-    # torch's kernel raises on a value outside [0, 1] (a host sync): such a value gives inf
-    # (NaN stays NaN) instead, and the kernel sees 1/2 there (where twice: no gradient leaks)
-    inside = (p >= 0) & (p <= 1)
-    elementwise = F.binary_cross_entropy(torch.where(inside, p, 0.5), y, weight=weights, reduction="none")
-    outside = torch.where(p.isnan(), math.nan, math.inf)  # a constant: nothing flows back through it
+    # torch's kernel raises on a probability or a target outside [0, 1] (on a GPU, a device-side
+    # assert): a probability there gives inf (NaN stays NaN), a target there NaN, and the kernel
+    # sees 1/2 at either (where twice: no gradient leaks)
+    target_inside = (y >= 0) & (y <= 1)
+    inside = (p >= 0) & (p <= 1) & target_inside
+    half = torch.where(inside, p, 0.5), torch.where(inside, y, 0.5)
+    elementwise = F.binary_cross_entropy(*half, weight=weights, reduction="none")
+    outside = torch.where(p.isnan() | ~target_inside, math.nan, math.inf)  # a constant: nothing flows back
     elementwise = torch.where(inside, elementwise, outside)
     return cast(reduce_loss(elementwise, reduction, name=name), probabilities.dtype)

@@ -3,7 +3,7 @@
 ``nll`` and ``binary_cross_entropy`` are checked against ``F.nll_loss`` and
 ``F.binary_cross_entropy`` (twins: every reduction, several shapes, weights,
 ``ignore_index``); ``asymmetric`` against timm's ``AsymmetricLossMultiLabel`` formula
-written out here in linear space (timm is not installable here), which is fine at the
+written out here in linear space (timm is not a dependency), which is fine at the
 moderate logits of the cases (the extremes: ``tests/test_likelihood.py``).
 """
 
@@ -153,8 +153,9 @@ BCE_TWINS = (
 
 
 def timm_asymmetric(logits, labels, *, gamma_neg=4.0, gamma_pos=1.0, clip=0.05, eps=1e-8):
-    """timm's ``AsymmetricLossMultiLabel.forward`` before its ``-loss.sum()``, written out
-    (``disable_torch_grad_focal_loss=False``, timm's default), elementwise and negated."""
+    """timm's ``AsymmetricLossMultiLabel.forward`` with ``reduction="none"`` (timm 1.0.31; older
+    releases returned its ``-loss.sum()``), written out (``disable_torch_grad_focal_loss=False``,
+    ``smoothing=0``, no ``weight`` or ``pos_weight``: timm's defaults), elementwise and negated."""
     y = labels.to(logits.dtype)
     xs_pos = torch.sigmoid(logits)
     xs_neg = 1 - xs_pos
