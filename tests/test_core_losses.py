@@ -3,6 +3,7 @@ probability labels, per-pixel logits, input errors, and the module's range check
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import pathlib
@@ -417,3 +418,75 @@ def test_the_label_check_lets_the_ignored_label_through_and_nothing_else(name, l
         low, high = int(labels.min()), int(labels.max())
         assert str(verdict) == (f"{name}: labels must be {what} indices in [0, {logits.shape[-1] - 1}] or the "
                                 f"{ignored}; got values in [{low}, {high}]")
+
+
+@pytest.mark.parametrize("logits,labels,message", [
+    (torch.randn(4, 3), torch.zeros(4, 1, dtype=torch.long), r"class indices of shape \[4\] for logits \[4, 3\]; got shape \[4, 1\]"),
+    (torch.randn(4, 3), torch.zeros(1, dtype=torch.long), r"class indices of shape \[4\] for logits \[4, 3\]; got shape \[1\]"),
+    (torch.randn(2, 3, 5), torch.zeros(2, 3, dtype=torch.long), r"class indices of shape \[2, 5\] for logits \[2, 3, 5\]; got shape \[2, 3\]"),
+    (torch.randn(4, 3), torch.zeros(4, dtype=torch.long, device="meta"), r"labels must be on the device of logits \(cpu\); got a tensor on meta"),
+    (torch.randn(4, 3, dtype=torch.float64), torch.zeros(4, dtype=torch.bool), "integer class indices or float probabilities; got dtype torch.bool"),
+])
+def test_inputs_the_fast_path_turns_down_get_the_named_error(logits, labels, message):
+    """float32/float64 logits, int64 labels, torch's options: each condition of the fast path that
+    fails sends the call to the checks (no broadcast, no kernel error from another device)."""
+    for reduction in ("mean", "sum"):
+        with pytest.raises(ValueError, match=rf"^softmax_cross_entropy: .*{message}"):
+            LF.softmax_cross_entropy(logits, labels, reduction=reduction)
+
+
+def test_next_token_labels_of_a_small_dtype_take_any_padding_index(gen):
+    """int8 labels with a padding index outside int8's range: the shift's padding label does not
+    overflow (the labels are int64 first), and the number is torch's on the sliced tokens."""
+    x = torch.randn(2, 5, 6, generator=gen)
+    y = torch.randint(0, 6, (2, 5), generator=gen)
+    for reduction in REDUCTIONS:
+        expected = F.cross_entropy(x[:, :-1].reshape(-1, 6), y[:, 1:].reshape(-1), reduction=reduction)
+        actual = LF.next_token_softmax_cross_entropy(x, y.to(torch.int8), padding_index=300, reduction=reduction)
+        torch.testing.assert_close(actual, expected if reduction != "none" else expected.view(2, 4))
+
+
+def test_the_module_check_lets_a_tensor_ignore_index_through(gen):
+    """ignore_index as a 0-d integer tensor (which the checker accepts): its label passes the
+    module's range check as the int would, and any other label out of range still fails."""
+    x = torch.randn(4, 3, generator=gen)
+    y = torch.tensor([0, -100, 2, 1])
+    module = lossfn.nn.SoftmaxCrossEntropy(ignore_index=torch.tensor(-100))
+    torch.testing.assert_close(module(x, y), F.cross_entropy(x, y))
+    with pytest.raises(ValueError, match=r"in \[0, 2\] or the ignore_index; got values in \[-1, 2\]"):
+        module(x, torch.tensor([0, -1, 2, 1]))
+
+
+def test_every_option_off_its_default_leaves_torchs_reduced_kernel(monkeypatch):
+    """The fast path of softmax_cross_entropy restates its options' test inline: an option it
+    forgot would be dropped silently. Each one set (and any new one, which fails the first
+    assert until it is listed here) must reach lossfn's own terms, never torch_reduced."""
+    from lossfn.functional import _softmax
+
+    options = {
+        "class_weights": [1.0, 2.0, 0.5],
+        "robust_lambda": 0.1,
+        "confidence_penalty": 0.1,
+        "class_similarities": [[1.0, 0.5, 0.0], [0.5, 1.0, 0.5], [0.0, 0.5, 1.0]],
+        "class_similarities_temperature": 0.5,
+        "label_smoothing": 0.1,
+        "z_loss": 0.1,
+    }
+    keywords = set(inspect.signature(LF.softmax_cross_entropy).parameters) - {"logits", "labels"}
+    assert keywords - {"ignore_index", "reduction"} == set(options)
+    x, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 1])
+    reference = {reduction: LF.softmax_cross_entropy(x, y, reduction=reduction) for reduction in ("mean", "sum")}
+
+    def refused(*_args, **_kwargs):
+        raise AssertionError("torch_reduced took a call with an option set")
+
+    monkeypatch.setattr(_softmax, "torch_reduced", refused)
+    for name, value in options.items():
+        if name == "class_similarities_temperature":
+            continue  # set with the similarities, below
+        params = {name: value}
+        if name == "class_similarities":
+            params["class_similarities_temperature"] = options["class_similarities_temperature"]
+        for reduction in ("mean", "sum"):
+            value_ = LF.softmax_cross_entropy(x, y, reduction=reduction, **params)
+            assert not torch.equal(value_, reference[reduction]), (name, reduction)

@@ -282,7 +282,9 @@ def validate_class_range(
             return _probability_check(loss, labels, dim)
         num_classes = logits.shape[dim]
         left_out = params.get(ignored) if ignored is not None else None
-        if type(left_out) is not int:  # a tensor, or None: nothing is let through
+        if isinstance(left_out, Tensor) and left_out.ndim == 0 and left_out.dtype in INDEX_DTYPES:
+            pass  # a 0-d integer tensor (the checker lets one through): read in the judge, not here
+        elif type(left_out) is not int:  # None, or anything else: nothing is let through
             left_out = None
 
         def judge(bounds: list[int]) -> ValueError | None:
@@ -290,7 +292,7 @@ def validate_class_range(
             if 0 <= low and high < num_classes:
                 return None
             allowed = f"{what} in [0, {num_classes - 1}]" + (f" or the {ignored}" if ignored else "")
-            if left_out is not None and low <= left_out <= high:
+            if left_out is not None and low <= int(left_out) <= high:
                 # class 0 is in range: the ignored label, counted as 0, hides nothing
                 low, high = (int(v) for v in torch.aminmax(torch.where(labels != left_out, labels, 0)))
                 if 0 <= low and high < num_classes:

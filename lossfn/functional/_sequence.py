@@ -90,12 +90,13 @@ def _token_terms(
             name, "labels", f"token indices of shape {dims} for logits {shape(logits)}", f"shape {shape(labels)}"
         )
     batch, steps, vocabulary = logits.shape
+    labels = as_index(labels)  # int64 before the shift: the padding label need not fit an int8's range
     if shift:  # position t predicts token t + 1 (a time-step shift, never a batch one); the last step: padding
         labels = torch.cat([labels[:, 1:], labels.new_full((batch, min(steps, 1)), padding_index)], dim=1)
     flat = logits.reshape(batch * steps, vocabulary)  # a view of contiguous logits
     if not unique and fast_reduction(reduction) and plain_options(**params):
         x = cast(flat, compute_dtype(flat))
-        return torch_reduced(x, as_index(labels.reshape(-1)), padding_index, reduction)
+        return torch_reduced(x, labels.reshape(-1), padding_index, reduction)
     keep = None
     if unique:
         # drop a token equal to a kept token earlier in its sequence: [B, T, T] comparison
