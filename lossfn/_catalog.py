@@ -29,6 +29,7 @@ import torch
 
 # importing lossfn._catalog imports lossfn first, which registers every lossfn loss
 from lossfn.registry import LossSpec, get_loss, registered
+from lossfn.cli import _inputs as cli_inputs  # the one writer of a loss's inputs
 
 #: The optax release :data:`OPTAX_LOSSES` and :data:`OPTAX_ROWS` were taken from.
 OPTAX_VERSION = "0.2.8"
@@ -305,9 +306,8 @@ def _markdown(rst: str) -> str:
 
 
 def _call(spec: LossSpec) -> str:
-    """``name(logits, labels)``, an optional input as ``labels=None`` (as ``lossfn list``)."""
-    inputs = (f"{n}=None" if n in spec.optional_inputs else n for n in spec.inputs)
-    return f"`{spec.name}({', '.join(inputs)})`"
+    """``name(logits, labels)``, an optional input as ``labels=None``: the inputs as ``lossfn list`` writes them."""
+    return f"`{spec.name}({cli_inputs(spec)})`"
 
 
 def _lossfn_cells(names: tuple[str, ...]) -> tuple[str, str]:

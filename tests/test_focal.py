@@ -34,14 +34,11 @@ from torch.func import grad, vmap
 import lossfn
 import lossfn.functional as LF
 from cases.focal import ludwig_poly, ludwig_softmax_focal, sigmoid_focal_reference
+from cases import reduce_like_torch as _reduce
 
 REDUCTIONS = ("none", "mean", "sum")
 DATA = json.loads((pathlib.Path(__file__).parent / "data" / "poly_reference.json").read_text())
 FOCAL_OPTAX = json.loads((pathlib.Path(__file__).parent / "data" / "focal_optax.json").read_text())
-
-
-def _reduce(loss, reduction):
-    return {"none": loss, "sum": loss.sum(), "mean": loss.mean()}[reduction]
 
 
 def close(actual, expected, rtol=1e-10, atol=1e-12):

@@ -18,6 +18,7 @@ import lossfn
 from lossfn import functional as LF
 
 from cases.likelihood import WEIGHTS_4, timm_asymmetric
+from cases import reduce_like_torch as _reduce
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -31,10 +32,6 @@ def _value_and_grad(fn, x, *rest, **params):
     value = fn(leaf, *rest, **params)
     (gradient,) = torch.autograd.grad(value.sum(), leaf)
     return value.detach(), gradient
-
-
-def _reduce(loss, reduction):
-    return {"none": loss, "sum": loss.sum(), "mean": loss.mean()}[reduction]
 
 
 # -- nll ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ __all__ = [
     "compute_dtype",
     "fail",
     "keep_where",
+    "kept_weights",
     "reduce_loss",
     "shape",
     "unbatched",
@@ -97,6 +98,14 @@ def keep_where(keep: Tensor, loss: Tensor) -> Tensor:
     """``loss`` where ``keep``, else 0: a ``where``, never a product with a mask, so that a
     NaN or an infinity at a left-out position (a padded token's logits) stays out."""
     return torch.where(keep, loss, 0.0)
+
+
+def kept_weights(keep: Tensor | None, chosen: Tensor | None) -> Tensor | None:
+    """The mean's weights: the class weight of each kept label (``chosen``), or the keep mask
+    itself (a count), or None (a plain mean)."""
+    if chosen is None:
+        return keep
+    return chosen if keep is None else keep_where(keep, chosen)
 
 
 def unbatched(logits: Tensor, labels: Any, *, rank: int, probabilities: bool = True) -> tuple[Tensor, Any, bool]:

@@ -30,12 +30,13 @@ from ._common import (
     check_same_shape,
     compute_dtype,
     fail,
+    kept_weights,
     reduce_loss,
     shape,
     unbatched,
     validate_class_range,
 )
-from ._softmax import ClassWeights, IgnoreIndex, _mean_weights
+from ._softmax import ClassWeights, IgnoreIndex
 
 __all__ = ["binary_cross_entropy", "nll"]
 
@@ -124,7 +125,7 @@ def nll(
     mean_weights = None
     if reduction == "mean":  # the denominator: the kept labels, each counted with its class weight
         kept = labels != ignore_index
-        mean_weights = _mean_weights(kept, None if weights is None else weights[torch.where(kept, labels, 0)])
+        mean_weights = kept_weights(kept, None if weights is None else weights[torch.where(kept, labels, 0)])
     if one:
         loss = loss.squeeze(0)
     return cast(reduce_loss(loss, reduction, name=name, weights=mean_weights), log_probs.dtype)

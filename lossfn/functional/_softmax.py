@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from msgspec import Meta
 from torch import Tensor
 
-from lossfn.registry import AsTensor, Check, Feature, Reduction, register_loss
+from lossfn.registry import AsTensor, Check, Feature, Reduction, functorch_level, register_loss
 
 from ._common import (
     as_index,
@@ -41,6 +41,7 @@ from ._common import (
     compute_dtype,
     fail,
     keep_where,
+    kept_weights,
     reduce_loss,
     shape,
     unbatched,
@@ -188,11 +189,9 @@ def fast_reduction(reduction: Any) -> bool:
     under a ``torch.func`` transform the reduced kernel has no batching rule (torch warns
     and loops), so the unreduced kernel and :func:`reduce_loss` do the work there.
     """
-    return (reduction == "mean" or reduction == "sum") and not MEANS and _functorch_level() is None
+    return (reduction == "mean" or reduction == "sum") and not MEANS and functorch_level() is None
 
 
-#: the innermost torch.func transform's level, None outside every one (read once: it is per call)
-_functorch_level = getattr(torch._C._functorch, "maybe_current_level", lambda: None)
 
 
 #: ``F.cross_entropy``'s own kernel, called as it calls it (its reduction as torch's enum): the
@@ -317,7 +316,7 @@ def cross_entropy_terms(
         if with_z:  # unweighted, torch's loss is the nll itself: lse = x_y + nll (weighted, w_y = 0 hides it)
             lse = _lse_from(x, loss, safe, nll=True) if weights is None else None
             loss = loss + _z_term(x, z_loss, chosen, kept, lse)
-        return loss, _mean_weights(kept, chosen) if mean_weights else None
+        return loss, kept_weights(kept, chosen) if mean_weights else None
 
     if ignore_index is not None:
         ignored = labels != ignore_index
@@ -331,7 +330,7 @@ def cross_entropy_terms(
         if not is_zero(z_loss):
             lse = _lse_from(x, loss, safe, nll=True) if weights is None else None
             loss = loss + _z_term(x, z_loss, chosen, keep, lse)
-        return loss, _mean_weights(keep, chosen) if mean_weights else None
+        return loss, kept_weights(keep, chosen) if mean_weights else None
 
     log_p = torch.log_softmax(x, dim=1)
     target = None  # a distribution over classes [B, C, *] for similarity targets
@@ -370,15 +369,7 @@ def cross_entropy_terms(
     if not is_zero(z_loss):
         loss = loss + _z_term(x, z_loss, chosen, None, _lse_from(x, log_p, safe, nll=False))
     loss = loss if keep is None else keep_where(keep, loss)
-    return loss, _mean_weights(keep, chosen) if mean_weights else None
-
-
-def _mean_weights(keep: Tensor | None, chosen: Tensor | None) -> Tensor | None:
-    """The mean's weights: the class weight of each kept label (``chosen``), or the keep mask
-    itself (a count), or None (a plain mean)."""
-    if chosen is None:
-        return keep
-    return chosen if keep is None else keep_where(keep, chosen)
+    return loss, kept_weights(keep, chosen) if mean_weights else None
 
 
 def _robust_and_penalized(
@@ -531,7 +522,7 @@ def softmax_cross_entropy(
              and class_similarities_temperature == 0)
         and (reduction == "mean" or reduction == "sum")
         and not MEANS
-        and _functorch_level() is None
+        and functorch_level() is None
     ):
         return torch_reduced(logits, labels, ignore_index, reduction)
     name = "softmax_cross_entropy"

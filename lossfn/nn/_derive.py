@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
-from lossfn.registry import LossSpec, Reduction, check_reduction, register_deriver
+from lossfn.registry import LossSpec, Reduction, check_reduction, functorch_level, register_deriver
 from lossfn.schemas import WEIGHT, LossConfigError, alias_configs, decode_config, field_path
 
 __all__ = ["DerivedLoss", "module_class", "plain_value", "stepping_aside"]
@@ -97,11 +97,6 @@ def plain_value(value: Any) -> Any:
 # -- when the host-syncing input check steps aside -----------------------------------------
 
 
-def _functorch_level() -> Any:
-    level = getattr(torch._C._functorch, "maybe_current_level", None)
-    return None if level is None else level()
-
-
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 
@@ -114,7 +109,7 @@ def stepping_aside(inputs: Sequence[Any]) -> bool:
     """
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return True
-    if _functorch_level() is not None:
+    if functorch_level() is not None:
         return True
     for x in inputs:
         # a fake tensor is a Tensor subclass: only those are asked (is_fake takes microseconds)

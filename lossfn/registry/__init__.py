@@ -5,6 +5,7 @@ Imports no other lossfn layer and derives nothing; see ``DESIGN.md``.
 
 from ._bounds import FLOAT_MAX, FLOAT_TINY, INT_MAX, INT_MIN, LIMITS, TINY_EXPECTED
 from ._checks import check_reduction
+from ._checks import functorch_level
 from ._checks import fail
 from ._feature import DEFAULT_LOSS, Feature
 from ._plugins import GROUP as PLUGIN_GROUP
@@ -62,6 +63,7 @@ __all__ = [
     "check_reduction",
     "default_loss",
     "fail",
+    "functorch_level",
     "generation",
     "get_loss",
     "losses_for",

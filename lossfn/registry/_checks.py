@@ -31,7 +31,7 @@ import torch
 from ._bounds import FLOAT_TINY, TINY_EXPECTED
 from ._spec import REDUCTIONS, REPRESENTABLE, Check, LossContractError, Param, Signature
 
-__all__ = ["check_reduction", "checked_function", "fail", "guarded"]
+__all__ = ["check_reduction", "checked_function", "fail", "functorch_level", "guarded"]
 
 Checker = Callable[[Any, Mapping[str, Any]], None]
 
@@ -252,6 +252,11 @@ def guarded(
 
 
 _is_compiling = torch.compiler.is_compiling
+
+#: The innermost ``torch.func`` transform's level, ``None`` outside every one: where a loss's fast
+#: path (torch's reduced kernel has no batching rule) and the module's host-syncing label check
+#: step aside. Looked up once: it is asked on every call.
+functorch_level = getattr(torch._C._functorch, "maybe_current_level", lambda: None)
 
 
 def _out_of_bounds(exc: Exception) -> bool:

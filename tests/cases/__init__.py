@@ -20,6 +20,14 @@ from torch import Tensor
 Inputs = tuple[Tensor | None, ...]
 
 
+def reduce_like_torch(per: Tensor, reduction: str) -> Tensor:
+    """A reference's unreduced losses reduced as torch's elementwise losses do: ``"none"`` as is,
+    their sum, or their plain mean (0 for no element, lossfn's answer where torch gives nan)."""
+    if reduction == "none":
+        return per
+    return per.sum() if reduction == "sum" or per.numel() == 0 else per.mean()
+
+
 def per_example(*inputs: Tensor) -> tuple[int, ...]:
     """``reduction="none"`` has one value per example: ``[B]``."""
     return tuple(inputs[0].shape[:1])

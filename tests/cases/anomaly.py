@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Case, elementwise
+from . import Case, elementwise, reduce_like_torch as _reduce
 
 
 def scores_and_labels(batch: int, dtype: torch.dtype, generator: torch.Generator):
@@ -27,10 +27,6 @@ def scores_and_labels(batch: int, dtype: torch.dtype, generator: torch.Generator
 def with_noise(batch: int, dtype: torch.dtype, generator: torch.Generator):
     scores, labels = scores_and_labels(batch, dtype, generator)
     return scores, labels, torch.randn(batch, generator=generator).to(dtype)
-
-
-def _reduce(per, reduction):
-    return {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]
 
 
 def deep_svdd_reference(scores, labels=None, *, reduction="mean", nu=0.1):

@@ -19,12 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import Case, Twin, class_logits
+from . import Case, Twin, class_logits, reduce_like_torch as _reduce
 from .core import binary, indices
-
-
-def _reduce(loss, reduction):
-    return {"none": loss, "sum": loss.sum(), "mean": loss.mean()}[reduction]
 
 
 def sigmoid_focal_reference(logits, labels, *, alpha=0.25, gamma=2.0):

@@ -12,13 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import Case, Twin, elementwise
+from . import Case, Twin, elementwise, reduce_like_torch as _reduce
 
 WEIGHTS_4 = [0.5, 2.0, 1.0, 3.0]
-
-
-def _reduce(loss, reduction):
-    return {"none": loss, "sum": loss.sum(), "mean": loss.mean()}[reduction]
 
 
 # -- nll ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import Case, Twin, class_logits, elementwise, regression
+from . import Case, Twin, class_logits, elementwise, regression, reduce_like_torch as _reduce
 from .core import _regression_twins, binary, softmax_reference
 
 VOCABULARY = 6
@@ -22,10 +22,6 @@ STEPS = 5
 PAD = 2  # Ludwig's <PAD>
 SIMILARITIES_6 = [[1.0 if i == j else 0.5 if abs(i - j) == 1 else 0.0 for j in range(6)] for i in range(6)]
 TOKEN_WEIGHTS = [1.0, 0.5, 2.0, 1.5, 0.25, 3.0]
-
-
-def _reduce(unreduced, reduction):
-    return {"none": unreduced, "sum": unreduced.sum(), "mean": unreduced.mean()}[reduction]
 
 
 # -- regression -------------------------------------------------------------------------

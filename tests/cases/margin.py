@@ -13,14 +13,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import Case, Twin, class_logits, elementwise
+from . import Case, Twin, class_logits, elementwise, reduce_like_torch as _reduce
 from .core import indices, multi_hot
 
 WEIGHTS_5 = [0.5, 1.0, 2.0, 1.0, 4.0]
-
-
-def _reduce(unreduced, reduction):
-    return {"none": unreduced, "sum": unreduced.sum(), "mean": unreduced.mean()}[reduction]
 
 
 # -- binary: one logit per element ---------------------------------------------------------

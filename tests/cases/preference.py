@@ -19,11 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import Case
-
-
-def _reduce(per, reduction):
-    return {"none": per, "sum": per.sum(), "mean": per.mean() if per.numel() else per.sum()}[reduction]
+from . import Case, reduce_like_torch as _reduce
 
 
 def _log_probs(batch, dtype, generator, count, step):

@@ -12,11 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import Case, Twin, elementwise, regression
-
-
-def _reduce(loss, reduction):
-    return {"none": loss, "sum": loss.sum(), "mean": loss.mean()}[reduction]
+from . import Case, Twin, elementwise, regression, reduce_like_torch as _reduce
 
 
 # -- smooth L1 ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Case
+from . import Case, reduce_like_torch as _reduce
 
 CLASSES = 3
 HEIGHT, WIDTH = 3, 4
@@ -25,10 +25,6 @@ def images(batch: int, dtype: torch.dtype, generator: torch.Generator):
     if batch > 0:
         labels[0] = labels[0] % 2
     return logits.to(dtype), labels
-
-
-def _reduce(per_example: torch.Tensor, reduction: str) -> torch.Tensor:
-    return {"none": per_example, "sum": per_example.sum(), "mean": per_example.mean()}[reduction]
 
 
 def dice_reference(logits, labels, *, reduction="mean", smooth=1.0):

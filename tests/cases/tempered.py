@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import Case, Twin, class_logits, elementwise
+from . import Case, Twin, class_logits, elementwise, reduce_like_torch as _reduce
 from .core import binary, indices
 
 
@@ -72,10 +72,6 @@ def _bitempered_rows(x: Tensor, y: Tensor, t1: float, t2: float, smoothing: floa
     y_log_p = torch.where(y > 0, y * _log_t(p, t1), 0.0)
     terms = y_log_y - y_log_p - (y ** (2.0 - t1) - p ** (2.0 - t1)) / (2.0 - t1)
     return terms.sum(-1)
-
-
-def _reduce(per: Tensor, reduction: str) -> Tensor:
-    return {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]
 
 
 def bitempered_reference(
